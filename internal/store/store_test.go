@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type counterIndex struct {
+	Header
+	Counts map[string]int `json:"counts"`
+	Pad    string         `json:"pad,omitempty"`
+}
+
+func (c *counterIndex) Init() {
+	if c.Counts == nil {
+		c.Counts = map[string]int{}
+	}
+}
+
+func newCounter(dir string) *Store[counterIndex, *counterIndex] {
+	return New[counterIndex](dir, "counter", 1)
+}
+
+// TestHelperProcess is not a test: the tests below re-run the test binary with it to get real
+// separate processes contending for the same index.
+func TestHelperProcess(t *testing.T) {
+	dir := os.Getenv("STORE_HELPER_DIR")
+	if dir == "" {
+		return
+	}
+	s := newCounter(dir)
+	switch os.Getenv("STORE_HELPER_MODE") {
+	case "increment":
+		n, _ := strconv.Atoi(os.Getenv("STORE_HELPER_N"))
+		for range n {
+			if err := s.Update(context.Background(), func(c *counterIndex) error { c.Counts["n"]++; return nil }); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+	case "rewrite":
+		for i := 0; ; i++ {
+			_ = s.Update(context.Background(), func(c *counterIndex) error {
+				c.Counts["n"] = i
+				c.Pad = strings.Repeat(strconv.Itoa(i%10), 1<<20) // large writes widen the crash window
+				return nil
+			})
+		}
+	}
+	os.Exit(0)
+}
+
+func helper(t *testing.T, dir, mode string, extra ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "STORE_HELPER_DIR="+dir, "STORE_HELPER_MODE="+mode)
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func TestConcurrentProcessesLoseNoUpdate(t *testing.T) {
+	dir := t.TempDir()
+	const procs, each = 6, 40
+	var cmds []*exec.Cmd
+	for range procs {
+		c := helper(t, dir, "increment", "STORE_HELPER_N="+strconv.Itoa(each))
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("helper failed: %v", err)
+		}
+	}
+	var got int
+	if err := newCounter(dir).Read(context.Background(), func(c *counterIndex) error { got = c.Counts["n"]; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != procs*each {
+		t.Fatalf("lost updates: counter is %d, want %d", got, procs*each)
+	}
+}
+
+func TestKilledWriterNeverLeavesTornFile(t *testing.T) {
+	dir := t.TempDir()
+	for round := range 8 {
+		c := helper(t, dir, "rewrite")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(50+round*37) * time.Millisecond)
+		_ = c.Process.Signal(syscall.SIGKILL)
+		_ = c.Wait()
+		data, err := os.ReadFile(filepath.Join(dir, "counter.json"))
+		if os.IsNotExist(err) {
+			continue // killed before the first commit: no file is a valid outcome
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx counterIndex
+		if err := json.Unmarshal(data, &idx); err != nil {
+			t.Fatalf("round %d: torn index after kill: %v", round, err)
+		}
+		if want := strconv.Itoa(idx.Counts["n"] % 10); idx.Pad != strings.Repeat(want, 1<<20) {
+			t.Fatalf("round %d: index content is not one consistent write", round)
+		}
+	}
+}
+
+func TestUpdateErrorWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := newCounter(dir)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(c *counterIndex) error { c.Counts["a"] = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := fmt.Errorf("boom")
+	if err := s.Update(ctx, func(c *counterIndex) error { c.Counts["a"] = 2; return wantErr }); err != wantErr {
+		t.Fatalf("got %v", err)
+	}
+	_ = s.Read(ctx, func(c *counterIndex) error {
+		if c.Counts["a"] != 1 {
+			t.Fatalf("failed update was written: %v", c.Counts)
+		}
+		return nil
+	})
+}
+
+func TestNewerSchemaAndCorruptFileAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := newCounter(dir)
+	if err := os.WriteFile(s.Path(), []byte(`{"schema":9,"counts":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Read(context.Background(), func(*counterIndex) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("newer schema accepted: %v", err)
+	}
+	if err := os.WriteFile(s.Path(), []byte(`{"schema":1,`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Read(context.Background(), func(*counterIndex) error { return nil }); err == nil || !strings.Contains(err.Error(), "parse index") {
+		t.Fatalf("corrupt index accepted: %v", err)
+	}
+}
+
+func TestReadersShareWritersExclude(t *testing.T) {
+	dir := t.TempDir()
+	s := newCounter(dir)
+	ctx := context.Background()
+	reader := s.Lock()
+	if err := reader.RLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A second shared holder gets in while the first holds the lock.
+	if err := s.Read(ctx, func(*counterIndex) error { return nil }); err != nil {
+		t.Fatalf("shared read blocked by a reader: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := s.Update(short, func(*counterIndex) error { return nil }); err == nil {
+		t.Fatal("writer got in while a reader held the lock")
+	}
+	_ = reader.Unlock()
+	if err := s.Update(ctx, func(*counterIndex) error { return nil }); err != nil {
+		t.Fatalf("writer blocked after the reader left: %v", err)
+	}
+}
