@@ -93,3 +93,35 @@ umount_tree() {
 		umount -l "$m" 2>/dev/null || true
 	done
 }
+
+# debootstrap_base DIR INCLUDE: bookworm minbase, reused while the package list and mirror stay.
+debootstrap_base() {
+	local dir=$1 include=$2 mirror key
+	mirror=$(debian_mirror)
+	key=$(echo "bookworm $mirror $include" | sha256sum | cut -d' ' -f1)
+	if [[ -f $dir.key && $(cat "$dir.key") == "$key" && -d $dir ]]; then
+		log "reusing debootstrap tree $dir"
+		return 0
+	fi
+	umount_tree "$dir"
+	rm -rf "$dir" "$dir.key"
+	mkdir -p "$CACHE/debootstrap"
+	log "debootstrap bookworm from $mirror"
+	debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" --include="$include" \
+		bookworm "$dir" "$mirror" >&2 || { umount_tree "$dir"; die "debootstrap failed"; }
+	umount_tree "$dir"
+	echo "$key" >"$dir.key"
+}
+
+# in_root DIR CMD... runs CMD chrooted with /proc, /sys and /dev available.
+in_root() {
+	local dir=$1
+	shift
+	mount -t proc proc "$dir/proc"
+	mount -t sysfs sysfs "$dir/sys"
+	mount --bind /dev "$dir/dev"
+	local rc=0
+	chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@" || rc=$?
+	umount "$dir/dev" "$dir/sys" "$dir/proc"
+	return $rc
+}

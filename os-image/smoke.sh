@@ -1,18 +1,28 @@
 #!/bin/bash
 # Boot a built image under bare QEMU (TCG) and check it follows the guest contract:
-#   bash os-image/smoke.sh tiny|debian [--hvc]   OCI image: EROFS layers + ext4 COW, static ip= on
-#                                                eth0 (user-mode NIC) and DHCP on eth1
+#   bash os-image/smoke.sh tiny|debian [--hvc] [--twice]
+#       OCI image: EROFS layers + ext4 COW, static ip= on eth0 (user-mode NIC), DHCP on eth1;
+#       --hvc uses console=hvc0 (virtio-console, as on Cloud Hypervisor); --twice boots a second
+#       time on the same COW disk.
 #   bash os-image/smoke.sh cloud                 UEFI qcow2 + NoCloud seed
 # Waits for the ready line / login prompt, checks the console, then powers off via QMP.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=$HERE/.cache/out
-name=${1:?usage: smoke.sh tiny|debian|cloud [--hvc]}
-console=ttyS0
-[[ ${2:-} == --hvc ]] && console=hvc0
+name=${1:?usage: smoke.sh tiny|debian|cloud [--hvc] [--twice]}
+shift
+console=ttyS0 boots=1
+for opt in "$@"; do
+	case $opt in
+	--hvc) console=hvc0 ;;
+	--twice) boots=2 ;;
+	*) echo "unknown option '$opt'; use --hvc or --twice" >&2; exit 2 ;;
+	esac
+done
 host=smoke-$name
 work=$(mktemp -d /tmp/cocoon-smoke-"$name".XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# SMOKE_KEEP=1 keeps the work dir (console.log, qemu.out) for inspection.
+[[ -n ${SMOKE_KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 
 qemu=(qemu-system-x86_64 -accel tcg -machine q35 -m 1G -smp 2 -nodefaults -display none
 	-chardev "socket,id=con,path=$work/console.sock,server=on,wait=off"
@@ -69,4 +79,8 @@ tiny | debian) oci_boot ;;
 cloud) cloud_boot ;;
 *) echo "unknown image '$name'; use tiny, debian or cloud" >&2; exit 2 ;;
 esac
-SMOKE_HOSTNAME=$host python3 "$HERE/smoke_driver.py" "$work" "$name" -- "${qemu[@]}"
+for ((boot = 1; boot <= boots; boot++)); do
+	echo "== $name boot $boot (console=$console)"
+	rm -f "$work/console.sock" "$work/qmp.sock"
+	SMOKE_HOSTNAME=$host python3 "$HERE/smoke_driver.py" "$work" "$name" -- "${qemu[@]}"
+done

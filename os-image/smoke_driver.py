@@ -129,7 +129,7 @@ elif scenario == "debian":
     login("root", "cocoon", r"root@\S+:~# ")
     out = shell("hostname; ip -4 -o addr show; ip route | grep default; cat /etc/resolv.conf; "
                 "findmnt -n -o SOURCE,FSTYPE /; systemctl is-system-running --wait; "
-                "cat /etc/machine-id | wc -c", r"root@\S+:~# ")
+                "wc -c </etc/machine-id; systemd-analyze; systemd-analyze blame | head -n 8", r"root@\S+:~# ")
     print(out.strip(), flush=True)
     if hostname not in out or "overlay" not in out:
         fail("unexpected shell output")

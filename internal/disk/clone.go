@@ -102,7 +102,7 @@ func sparseCopy(out, in *os.File, size int64) error {
 			return nil // only a hole remains up to EOF
 		}
 		if errors.Is(err, unix.EINVAL) {
-			// Filesystem without SEEK_DATA: copy the rest, copyRange still skips zero blocks.
+			// Filesystem without SEEK_DATA: treat the rest as data.
 			return copyRange(out, in, off, size-off)
 		}
 		if err != nil {

@@ -50,7 +50,7 @@ func New[T any, P interface {
 	Index
 }](dir, name string, version int) *Store[T, P] {
 	return &Store[T, P]{
-		path:    filepath.Join(dir, name+".json"),
+		path:     filepath.Join(dir, name+".json"),
 		lockPath: filepath.Join(dir, name+".lock"),
 		version:  version,
 	}

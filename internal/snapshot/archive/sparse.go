@@ -1,9 +1,12 @@
 package archive
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -67,23 +70,40 @@ func isSparse(exts []extent, size int64) bool {
 	return size > 0 && !(len(exts) == 1 && exts[0] == extent{0, size})
 }
 
-// fitSparseMap merges extents across ever larger holes until the encoded map fits
+// fitSparseMap merges extents across the fewest, smallest holes that make the encoded map fit
 // maxSparseMapBytes. Merged holes are archived as zeros, which gzip shrinks to almost nothing
 // and Import turns back into holes.
 func fitSparseMap(exts []extent, size int64) []extent {
-	for gap := int64(4096); len(encodeSparseMap(exts, size)) > maxSparseMapBytes; gap *= 2 {
-		merged := exts[:1:1]
-		for _, e := range exts[1:] {
-			last := &merged[len(merged)-1]
-			if e.Offset-(last.Offset+last.Length) < gap {
+	if len(encodeSparseMap(exts, size)) <= maxSparseMapBytes {
+		return exts
+	}
+	// gaps[i] is the hole between exts[i] and exts[i+1], smallest first.
+	gaps := make([]int, len(exts)-1)
+	for i := range gaps {
+		gaps[i] = i
+	}
+	gapLen := func(i int) int64 { return exts[i+1].Offset - exts[i].Offset - exts[i].Length }
+	slices.SortStableFunc(gaps, func(a, b int) int { return cmp.Compare(gapLen(a), gapLen(b)) })
+	mergeSmallest := func(k int) []extent {
+		merge := make([]bool, len(exts))
+		for _, g := range gaps[:k] {
+			merge[g] = true
+		}
+		out := []extent{exts[0]}
+		for i, e := range exts[1:] {
+			if last := &out[len(out)-1]; merge[i] {
 				last.Length = e.Offset + e.Length - last.Offset
 				continue
 			}
-			merged = append(merged, e)
+			out = append(out, e)
 		}
-		exts = merged
+		return out
 	}
-	return exts
+	// Merging every gap leaves one extent, which always fits; search the fewest merges that fit.
+	k := sort.Search(len(gaps), func(k int) bool {
+		return len(encodeSparseMap(mergeSmallest(k), size)) <= maxSparseMapBytes
+	})
+	return mergeSmallest(k)
 }
 
 // encodeSparseMap renders the GNU sparse 1.0 map, padded to a whole block. Like GNU tar, a

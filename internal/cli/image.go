@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/spf13/cobra"
+
+	"github.com/cocoonstack/cocoon/internal/engine"
+)
+
+func (a *app) imageCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Short: "Pull, import, list, inspect and remove images"}
+	cmd.AddCommand(a.imagePull(), a.imageImport(), a.imageList(), a.imageInspect(), a.imageRm())
+	return cmd
+}
+
+func (a *app) imagePull() *cobra.Command {
+	var force, insecure bool
+	cmd := &cobra.Command{
+		Use:   "pull [--force] IMAGE [IMAGE...]",
+		Short: "Pull OCI image(s) or cloud image URL(s) (--force to bypass the cache)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(engine.Options{Progress: os.Stderr, Insecure: insecure})
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				start := time.Now()
+				img, stats, err := e.PullImage(cmd.Context(), ref, force)
+				if err != nil {
+					return fmt.Errorf("pull %s: %w", ref, err)
+				}
+				slog.Info("pulled", "image", img.Ref, "digest", img.Digest, "layers_converted", stats.Converted,
+					"layers_reused", stats.Reused, "seconds", time.Since(start).Round(time.Millisecond).Seconds())
+				fmt.Fprintln(a.stdout, img.Ref)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "pull and convert again even when cached")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain-HTTP registries (loopback registries always may)")
+	return cmd
+}
+
+func (a *app) imageImport() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import NAME [FILE...]",
+		Short: "Import an image (qcow2, raw, OCI/docker tar; gzip ok) from file(s) or stdin",
+		Long:  "Import an image from files, concatenated in order (split parts), or from stdin when no file\nis given. qcow2, raw disk images and OCI/docker image tars are detected by magic bytes,\ngzip-wrapped or not.",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(engine.Options{Progress: os.Stderr})
+			if err != nil {
+				return err
+			}
+			img, err := e.ImportImage(cmd.Context(), args[0], args[1:], a.stdin)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", args[0], err)
+			}
+			fmt.Fprintln(a.stdout, img.Ref)
+			return nil
+		},
+	}
+}
+
+func (a *app) imageList() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List locally stored images",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			e, err := a.engine(engine.Options{})
+			if err != nil {
+				return err
+			}
+			imgs, err := e.ListImages(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return printJSON(a.stdout, imgs)
+			}
+			if len(imgs) == 0 {
+				fmt.Fprintln(a.stdout, "No images found.")
+				return nil
+			}
+			rows := make([][]string, 0, len(imgs))
+			for _, i := range imgs {
+				rows = append(rows, []string{string(i.Kind), i.Ref, short(i.Digest, 19), units.HumanSize(float64(i.Size)),
+					i.CreatedAt.Local().Format("2006-01-02 15:04:05")})
+			}
+			return printTable(a.stdout, []string{"TYPE", "NAME", "DIGEST", "SIZE", "CREATED"}, rows)
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func (a *app) imageInspect() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show detailed image info (JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(engine.Options{})
+			if err != nil {
+				return err
+			}
+			img, err := e.InspectImage(cmd.Context(), args[0])
+			if err != nil {
+				return fmt.Errorf("image %s: %w", args[0], err)
+			}
+			return printJSON(a.stdout, img)
+		},
+	}
+}
+
+func (a *app) imageRm() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ID [ID...]",
+		Short: "Delete locally stored image(s); blobs in use stay until gc",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(engine.Options{})
+			if err != nil {
+				return err
+			}
+			removed, err := e.RemoveImages(cmd.Context(), args)
+			for _, r := range removed {
+				fmt.Fprintln(a.stdout, r)
+			}
+			return err
+		},
+	}
+}
+
+func short(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,316 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/cloudinit"
+	"github.com/cocoonstack/cocoon/internal/disk"
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/image"
+	"github.com/cocoonstack/cocoon/internal/network"
+)
+
+// CreateOptions are the user's choices for a new VM.
+type CreateOptions struct {
+	Image         string
+	Name          string
+	CPU           int
+	Memory        int64
+	Storage       int64
+	NICs          int
+	QueueSize     int
+	DiskQueueSize int
+	Network       string
+	Bridge        string
+	User          string
+	Password      string
+	NoDirectIO    bool
+	Windows       bool
+	Hypervisor    string // empty: config default
+	Accel         string // empty: config default
+}
+
+const (
+	minMemory  = 512 << 20
+	minStorage = 1 << 30
+	maxNICs    = 8 // PCIe root ports reserved for NICs
+)
+
+func (o *CreateOptions) nameOr(image string) string {
+	if o.Name != "" {
+		return o.Name
+	}
+	return "from " + image
+}
+
+// validate checks everything that needs no image or network: it runs before anything is made.
+func (o *CreateOptions) validate() error {
+	switch {
+	case o.CPU < 1:
+		return fmt.Errorf("--cpu must be at least 1, got %d", o.CPU)
+	case o.CPU > runtime.NumCPU():
+		return fmt.Errorf("--cpu %d exceeds the host's %d cores: use --cpu %d or fewer", o.CPU, runtime.NumCPU(), runtime.NumCPU())
+	case o.Memory < minMemory:
+		return fmt.Errorf("--memory must be at least 512M, got %d bytes", o.Memory)
+	case o.Storage < minStorage:
+		return fmt.Errorf("--storage must be at least 1G, got %d bytes", o.Storage)
+	case o.NICs < 0 || o.NICs > maxNICs:
+		return fmt.Errorf("--nics must be between 0 and %d, got %d", maxNICs, o.NICs)
+	case o.Bridge != "" && o.Network != "":
+		return fmt.Errorf("--bridge and --network are mutually exclusive: pick one")
+	}
+	for flag, v := range map[string]int{"--queue-size": o.QueueSize, "--disk-queue-size": o.DiskQueueSize} {
+		if v != 0 && (v < 64 || v > 1024 || v&(v-1) != 0) {
+			return fmt.Errorf("%s must be 0 (default 512) or a power of two from 64 to 1024, got %d", flag, v)
+		}
+	}
+	if o.Name != "" {
+		if err := validateName(o.Name); err != nil {
+			return err
+		}
+	}
+	if err := cloudinit.ValidateUser(o.User); err != nil {
+		return err
+	}
+	return cloudinit.ValidatePassword(o.Password)
+}
+
+// checkImage refuses combinations the image kind or the backend cannot boot.
+func checkImage(o *CreateOptions, img *image.Image, b hypervisor.Backend) error {
+	caps := b.Capabilities()
+	switch {
+	case o.Windows && img.Kind != image.KindCloud:
+		return fmt.Errorf("--windows requires a cloud image (UEFI boot), but %s is an OCI image (direct kernel boot)", img.Ref)
+	case o.Windows && !caps.Windows:
+		return fmt.Errorf("hypervisor %s does not support Windows guests", b.Name())
+	case img.Kind == image.KindCloud && !caps.UEFI:
+		return fmt.Errorf("hypervisor %s cannot boot cloud images (UEFI): use an OCI image or another hypervisor", b.Name())
+	case img.Kind == image.KindCloud && o.Storage < img.VirtualSize:
+		return fmt.Errorf("--storage %s is smaller than image %s (%s): use --storage %s or more",
+			humanBytes(o.Storage), img.Ref, humanBytes(img.VirtualSize), humanBytes(img.VirtualSize))
+	}
+	return nil
+}
+
+// Create makes a VM in state created: record, directories, network, disks and boot config.
+// On any failure everything made so far is undone and the record is gone.
+func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	b, err := e.backendFor(o.Hypervisor)
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.images.Resolve(ctx, o.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w (pull it first: cocoon image pull %s)", o.Image, err, o.Image)
+	}
+	if err := checkImage(&o, img, b); err != nil {
+		return nil, err
+	}
+	if img.Kind == image.KindCloud {
+		if _, err := os.Stat(e.cfg.FirmwareCode); err != nil {
+			return nil, fmt.Errorf("UEFI firmware %s not found: install the ovmf package or set firmware_code", e.cfg.FirmwareCode)
+		}
+	}
+	req := network.Request{NICs: o.NICs, Queues: o.CPU, QueueSize: o.QueueSize, Network: o.Network, Bridge: o.Bridge}
+	if o.NICs > 0 {
+		if err := e.net.Validate(req); err != nil {
+			return nil, err
+		}
+	}
+
+	id := rand.Text()
+	now := time.Now().UTC()
+	vm := &VM{
+		ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
+		Config: VMConfig{CPU: o.CPU, Memory: o.Memory, Storage: o.Storage, NICs: o.NICs, QueueSize: o.QueueSize,
+			DiskQueueSize: o.DiskQueueSize, Image: img.Ref, ImageDigest: img.Digest, ImageKind: string(img.Kind),
+			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel},
+		ImageBlobIDs: setOf(img.BlobIDs()),
+		RunDir:       filepath.Join(e.cfg.RunDir, id),
+		LogDir:       filepath.Join(e.cfg.LogDir, id),
+		MemoryDir:    filepath.Join(e.cfg.MemoryDir, id),
+		CreatedAt:    now, UpdatedAt: now,
+	}
+	if vm.Config.Accel == "" {
+		vm.Config.Accel = e.cfg.Accel
+	}
+	steps := []step{
+		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, o.Image) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
+		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
+		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
+		{"prepare disks", func(context.Context) error { return e.prepareDisks(vm, img, o) }, nil},
+		{"finalize", func(ctx context.Context) error { return e.finalize(ctx, vm) }, nil},
+	}
+	// The operation lock of the new ID keeps start, rm and gc away until creation is done.
+	err = e.withVMLock(ctx, id, func() error { return runSteps(ctx, "create VM "+o.nameOr(o.Image), steps) })
+	if err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
+// reserve writes the creating placeholder so the name is taken and a crash is visible to rm/gc.
+func (e *Engine) reserve(ctx context.Context, vm *VM, imageRef string) error {
+	return e.vms.Update(ctx, func(x *vmIndex) error {
+		if vm.Name == "" {
+			vm.Name = uniqueName(x, defaultName(imageRef))
+		} else if other, taken := x.Names[vm.Name]; taken {
+			return fmt.Errorf("VM name %q already exists (id %s): choose another --name or remove it", vm.Name, other)
+		}
+		if _, clash := x.VMs[vm.ID]; clash {
+			return fmt.Errorf("VM id collision %s: retry", vm.ID)
+		}
+		x.VMs[vm.ID] = vm
+		x.Names[vm.Name] = vm.ID
+		return nil
+	})
+}
+
+func (e *Engine) dropRecord(ctx context.Context, id string) error {
+	return e.vms.Update(ctx, func(x *vmIndex) error {
+		if vm, ok := x.VMs[id]; ok {
+			if x.Names[vm.Name] == id {
+				delete(x.Names, vm.Name)
+			}
+			delete(x.VMs, id)
+		}
+		return nil
+	})
+}
+
+// setupNetwork creates the NICs and persists them at once, so a crash later leaves a record
+// through which rm and gc find and release them.
+func (e *Engine) setupNetwork(ctx context.Context, vm *VM, req network.Request) error {
+	if req.NICs == 0 {
+		return nil
+	}
+	req.VMID = vm.ID
+	atts, err := e.net.Setup(ctx, req)
+	if err != nil {
+		return err
+	}
+	vm.Networks = atts
+	if vm.Config.Network == "" && len(atts) > 0 {
+		vm.Config.Network = atts[0].Network
+	}
+	_, err = e.updateVM(ctx, vm.ID, func(r *VM) error { r.Networks, r.Config.Network = atts, vm.Config.Network; return nil })
+	return err
+}
+
+func (e *Engine) finalize(ctx context.Context, vm *VM) error {
+	vm.State = StateCreated
+	_, err := e.updateVM(ctx, vm.ID, func(r *VM) error { *r = *vm; return nil })
+	return err
+}
+
+// prepareDisks makes the writable disks and the boot configuration for the image kind.
+func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
+	direct := !o.NoDirectIO
+	if direct && !disk.SupportsDirectIO(vm.RunDir) {
+		logWarn("run dir does not support O_DIRECT, writable disks use the page cache", "run_dir", vm.RunDir)
+		direct = false
+	}
+	if img.Kind == image.KindOCI {
+		return e.prepareOCI(vm, img, direct)
+	}
+	return e.prepareCloud(vm, img, o, direct)
+}
+
+func (e *Engine) prepareOCI(vm *VM, img *image.Image, direct bool) error {
+	serials := make([]string, len(img.Layers))
+	for i, l := range img.Layers { // bottom → top
+		serials[i] = fmt.Sprintf("cocoon-layer%d", i)
+		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serials[i], Role: "layer"})
+	}
+	cow := filepath.Join(vm.RunDir, "cow.raw")
+	if err := disk.CreateRawExt4(cow, vm.Config.Storage, "cocoon-cow"); err != nil {
+		return fmt.Errorf("create COW disk for %s: %w", vm.Name, err)
+	}
+	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: cow, Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: direct, Role: "cow"})
+	top := make([]string, len(serials))
+	for i := range serials {
+		top[i] = serials[len(serials)-1-i]
+	}
+	vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath,
+		Cmdline: kernelCmdline(vm, top, e.cfg.DNS)}
+	return nil
+}
+
+// kernelCmdline renders the guest contract (DESIGN.md §4): layers top→bottom, the COW serial,
+// the hostname and one ip= per NIC with a static address.
+func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
+	console := "ttyS0"
+	if vm.Hypervisor == "cloud-hypervisor" {
+		console = "hvc0"
+	}
+	parts := []string{"console=" + console, "loglevel=3", "boot=cocoon-overlay",
+		"cocoon.layers=" + strings.Join(layersTopDown, ","), "cocoon.cow=cocoon-cow", "rw",
+		"net.ifnames=0", "cocoon.hostname=" + vm.Name}
+	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
+}
+
+func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions, direct bool) error {
+	overlay := filepath.Join(vm.RunDir, "overlay.qcow2")
+	if err := disk.CreateQcow2Overlay(overlay, img.BlobPath, max(vm.Config.Storage, img.VirtualSize)); err != nil {
+		return fmt.Errorf("create overlay disk for %s: %w", vm.Name, err)
+	}
+	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
+	if !o.Windows {
+		seed := filepath.Join(vm.RunDir, "cidata.img")
+		if err := cloudinit.WriteImage(seed, cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
+			return fmt.Errorf("create cloud-init seed for %s: %w", vm.Name, err)
+		}
+		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: seed, Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
+	}
+	vars := filepath.Join(vm.RunDir, "OVMF_VARS.fd")
+	if _, err := disk.CloneFile(vars, e.cfg.FirmwareVars); err != nil {
+		return fmt.Errorf("copy UEFI variables %s for %s: %w (install ovmf or set firmware_vars)", e.cfg.FirmwareVars, vm.Name, err)
+	}
+	vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
+	return nil
+}
+
+func cloudSeed(vm *VM, user, password string, dns []string) cloudinit.Seed {
+	s := cloudinit.Seed{InstanceID: vm.ID, Hostname: vm.Name, User: user, Password: password, DNS: dns}
+	for _, n := range vm.Networks {
+		s.NICs = append(s.NICs, cloudinit.NIC{MAC: n.MAC, IP: n.IP, Prefix: n.Prefix, Gateway: n.Gateway})
+	}
+	return s
+}
+
+func mkdirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func removeAll(dirs ...string) error {
+	var first error
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func setOf(ids []string) map[string]struct{} {
+	m := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		m[id] = struct{}{}
+	}
+	return m
+}

@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/image"
+)
+
+// DebugOptions add to CreateOptions where the prepared disks go.
+type DebugOptions struct {
+	CreateOptions
+	COWPath string // the writable disk the recipe prepares; sockets and logs go beside it (default ./cow-<name>.raw|qcow2)
+}
+
+// Debug prints a copy-pasteable recipe that boots the same VM by hand: disk preparation and
+// the hypervisor command line. Nothing is created. NICs are left out: they need the engine's
+// network namespace and TAPs.
+func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
+	if err := o.validate(); err != nil {
+		return "", err
+	}
+	b, err := e.backendFor(o.Hypervisor)
+	if err != nil {
+		return "", err
+	}
+	img, err := e.images.Resolve(ctx, o.Image)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w (pull it first: cocoon image pull %s)", o.Image, err, o.Image)
+	}
+	if err := checkImage(&o.CreateOptions, img, b); err != nil {
+		return "", err
+	}
+	name := o.Name
+	if name == "" {
+		name = defaultName(o.Image)
+	}
+	dir := "."
+	if o.COWPath != "" {
+		dir = filepath.Dir(o.COWPath)
+	}
+	vm := &VM{ID: "debug-" + name, Name: name, Hypervisor: b.Name(), Config: VMConfig{CPU: o.CPU, Memory: o.Memory,
+		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows}, RunDir: dir, LogDir: dir,
+		MemoryDir: filepath.Join(e.cfg.MemoryDir, "debug-"+name)}
+	if vm.Config.Accel == "" {
+		vm.Config.Accel = e.cfg.Accel
+	}
+	var prep []string
+	if img.Kind == image.KindOCI {
+		var top []string
+		for i, l := range img.Layers {
+			serial := fmt.Sprintf("cocoon-layer%d", i)
+			top = append([]string{serial}, top...)
+			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serial, Role: "layer"})
+		}
+		cow := cmp.Or(o.COWPath, filepath.Join(dir, "cow-"+name+".raw"))
+		prep = append(prep, "truncate -s "+fmt.Sprint(o.Storage)+" "+shellQuote(cow),
+			"mkfs.ext4 -F -q -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "+shellQuote(cow))
+		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: cow, Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: !o.NoDirectIO, Role: "cow"})
+		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, top, e.cfg.DNS)}
+	} else {
+		overlay := cmp.Or(o.COWPath, filepath.Join(dir, "cow-"+name+".qcow2"))
+		vars := filepath.Join(dir, "vars-"+name+".fd")
+		prep = append(prep, fmt.Sprintf("qemu-img create -f qcow2 -F qcow2 -b %s %s %d", shellQuote(img.BlobPath), shellQuote(overlay), max(o.Storage, img.VirtualSize)),
+			"cp "+shellQuote(e.cfg.FirmwareVars)+" "+shellQuote(vars))
+		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: !o.NoDirectIO, Role: "cow"})
+		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
+	}
+	spec, _, err := e.buildSpec(vm)
+	if err != nil {
+		return "", err
+	}
+	cmd, err := b.DebugCommand(spec)
+	if err != nil {
+		return "", err
+	}
+	prep = append(prep, "mkdir -p "+shellQuote(vm.MemoryDir))
+	return "# Prepare disks\n" + strings.Join(prep, "\n") + "\n\n# Launch\n" + cmd + "\n", nil
+}
+
+// shellQuote quotes s for a POSIX shell when it contains anything but safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

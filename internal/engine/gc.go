@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// placeholderGrace is how long a creating record may exist before GC treats it as a crash leftover.
+const placeholderGrace = 24 * time.Hour
+
+// GCReport lists what a GC cycle removed.
+type GCReport struct {
+	Blobs    []string `json:"blobs"`
+	Networks []string `json:"networks"`
+	VMDirs   []string `json:"vm_dirs"`
+	Stale    []string `json:"stale_vms"`
+}
+
+// GC removes what nothing references: image blobs no image, VM or snapshot uses, network
+// leftovers of VMs that are gone, orphan VM directories and crashed creations. It holds the VM
+// index lock for the whole cycle and skips the cycle if any module is busy (fail closed).
+func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
+	l := e.vms.Lock()
+	if err := l.TryLock(); err != nil {
+		return nil, fmt.Errorf("gc skipped: the VM index is busy (%w): retry later", err)
+	}
+	defer l.Unlock() //nolint:errcheck
+	x, err := e.vms.ReadUnlocked()
+	if err != nil {
+		return nil, err
+	}
+	rep := &GCReport{}
+	now := time.Now()
+	for id, vm := range x.VMs {
+		if vm.State != StateCreating || now.Sub(vm.UpdatedAt) <= placeholderGrace {
+			continue
+		}
+		removed, err := e.collectStale(ctx, x, vm)
+		if err != nil {
+			return nil, err
+		}
+		if removed {
+			rep.Stale = append(rep.Stale, id)
+		}
+	}
+	if len(rep.Stale) > 0 {
+		if err := e.vms.WriteUnlocked(x); err != nil {
+			return nil, err
+		}
+	}
+	live := map[string]struct{}{}
+	pinned := map[string]struct{}{}
+	for id, vm := range x.VMs {
+		live[id] = struct{}{}
+		for b := range vm.ImageBlobIDs {
+			pinned[b] = struct{}{}
+		}
+	}
+	var errs []error
+	if rep.Blobs, err = e.images.GC(ctx, pinned); err != nil {
+		errs = append(errs, fmt.Errorf("gc images: %w", err))
+	}
+	if rep.Networks, err = e.net.GC(ctx, live); err != nil {
+		errs = append(errs, fmt.Errorf("gc network: %w", err))
+	}
+	for _, dir := range []string{e.cfg.RunDir, e.cfg.LogDir, e.cfg.MemoryDir} {
+		removed, err := removeOrphanDirs(dir, live)
+		rep.VMDirs = append(rep.VMDirs, removed...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// collectStale removes a creating placeholder left by a crash, unless a create still holds it.
+func (e *Engine) collectStale(ctx context.Context, x *vmIndex, vm *VM) (bool, error) {
+	vl := e.vmLock(vm.ID)
+	if vl.TryLock() != nil {
+		return false, nil
+	}
+	defer vl.Unlock() //nolint:errcheck
+	if err := e.net.Teardown(ctx, vm.ID, vm.Networks); err != nil {
+		return false, fmt.Errorf("gc: release network of stale VM %s: %w", vm.ID, err)
+	}
+	if err := removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir); err != nil {
+		return false, fmt.Errorf("gc: remove stale VM %s: %w", vm.ID, err)
+	}
+	delete(x.VMs, vm.ID)
+	if x.Names[vm.Name] == vm.ID {
+		delete(x.Names, vm.Name)
+	}
+	return true, nil
+}
+
+// removeOrphanDirs removes subdirectories named like VM IDs that belong to no VM.
+func removeOrphanDirs(dir string, live map[string]struct{}) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gc: read %s: %w", dir, err)
+	}
+	var removed []string
+	for _, en := range entries {
+		if _, ok := live[en.Name()]; ok || !en.IsDir() || !looksLikeVMID(en.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, en.Name())
+		if err := os.RemoveAll(p); err != nil {
+			return removed, fmt.Errorf("gc: remove %s: %w", p, err)
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
+// looksLikeVMID matches crypto/rand.Text output (26 base32 chars), so GC never touches
+// directories a user put next to ours.
+func looksLikeVMID(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	units "github.com/docker/go-units"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+)
+
+// Run creates a VM and starts it. A failed start keeps the VM (state error) for inspection.
+func (e *Engine) Run(ctx context.Context, o CreateOptions) (*VM, error) {
+	vm, err := e.Create(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	started, err := e.Start(ctx, vm.ID)
+	if err != nil {
+		return vm, fmt.Errorf("start VM %s: %w", vm.Name, err)
+	}
+	return started, nil
+}
+
+// Start boots a created or stopped VM; starting a running VM is a no-op.
+func (e *Engine) Start(ctx context.Context, id string) (*VM, error) {
+	var out *VM
+	err := e.withVMLock(ctx, id, func() error {
+		vm, err := e.getVM(ctx, id)
+		if err != nil {
+			return err
+		}
+		if vm.State == StateRunning && e.alive(vm) {
+			out = vm
+			return nil
+		}
+		if vm.State != StateRunning { // a running record whose process died may start again
+			if err := checkTransition("start", vm); err != nil {
+				return err
+			}
+		}
+		out, err = e.launch(ctx, vm)
+		return err
+	})
+	return out, err
+}
+
+// launch brings networking back if the host lost it, then starts the hypervisor.
+func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
+	b, err := e.backendOf(vm)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.recoverNetwork(ctx, vm); err != nil {
+		return nil, e.markError(ctx, vm, err)
+	}
+	spec, files, err := e.buildSpec(vm)
+	defer closeFiles(files)
+	if err != nil {
+		return nil, e.markError(ctx, vm, err)
+	}
+	if err := mkdirs(vm.RunDir, vm.LogDir, vm.MemoryDir); err != nil {
+		return nil, e.markError(ctx, vm, err)
+	}
+	proc, err := b.Start(ctx, spec)
+	if err != nil {
+		return nil, e.markError(ctx, vm, err)
+	}
+	return e.updateVM(ctx, vm.ID, func(r *VM) error {
+		now := time.Now().UTC()
+		r.State, r.LastError, r.PID, r.PIDStart, r.Accel = StateRunning, "", proc.PID, proc.StartTime, proc.Accel
+		r.StartedAt, r.FirstBooted = &now, true
+		return nil
+	})
+}
+
+// recoverNetwork re-creates lost NICs (host reboot: the netns is gone) and persists the result.
+func (e *Engine) recoverNetwork(ctx context.Context, vm *VM) error {
+	if len(vm.Networks) == 0 || e.net.Verify(vm.ID, vm.Networks) == nil {
+		return nil
+	}
+	atts, err := e.net.Setup(ctx, e.networkRequest(vm, vm.Networks))
+	if err != nil {
+		return fmt.Errorf("recover network: %w", err)
+	}
+	vm.Networks = atts
+	_, err = e.updateVM(ctx, vm.ID, func(r *VM) error { r.Networks = atts; return nil })
+	return err
+}
+
+// buildSpec translates the record into the backend-neutral VMSpec and opens the TAP queues.
+func (e *Engine) buildSpec(vm *VM) (hypervisor.VMSpec, []*os.File, error) {
+	spec := hypervisor.VMSpec{
+		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MemoryBytes: vm.Config.Memory,
+		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir,
+		HugePages: false, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
+		Windows: vm.Config.Windows, DiskQueueSize: vm.Config.DiskQueueSize, Accel: vm.Config.Accel,
+	}
+	if vm.Boot != nil {
+		spec.Boot = hypervisor.Boot{Kernel: vm.Boot.KernelPath, Initrd: vm.Boot.InitrdPath, Cmdline: vm.Boot.Cmdline,
+			Firmware: vm.Boot.FirmwarePath, FirmwareVars: vm.Boot.FirmwareVars}
+	}
+	for _, d := range vm.Disks {
+		if d.Role == "cidata" && vm.FirstBooted {
+			continue // cloud-init runs on the first boot only
+		}
+		spec.Disks = append(spec.Disks, d)
+	}
+	var files []*os.File
+	for _, att := range vm.Networks {
+		fds, err := e.net.OpenTaps(att)
+		if err != nil {
+			return spec, files, fmt.Errorf("open TAP %s: %w", att.Tap, err)
+		}
+		files = append(files, fds...)
+		spec.NICs = append(spec.NICs, hypervisor.NIC{MAC: att.MAC, Files: fds, TapName: att.Tap,
+			Queues: len(fds), QueueSize: att.QueueSize, MTU: att.MTU})
+	}
+	return spec, files, nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// markError records a failed start and returns err for the caller.
+func (e *Engine) markError(ctx context.Context, vm *VM, err error) error {
+	_, uerr := e.updateVM(context.WithoutCancel(ctx), vm.ID, func(r *VM) error {
+		r.State, r.LastError, r.PID, r.PIDStart = StateError, oneLine(err), 0, 0
+		return nil
+	})
+	return errors.Join(err, uerr)
+}
+
+// StopOptions tune a stop.
+type StopOptions struct {
+	Force   bool
+	Timeout time.Duration // 0: config stop_timeout_seconds
+}
+
+// Stop shuts a VM down: ACPI power button, then SIGTERM, then SIGKILL (Force skips ACPI).
+// Stopping a VM that is not running leaves it as it is.
+func (e *Engine) Stop(ctx context.Context, id string, o StopOptions) (*VM, error) {
+	var out *VM
+	err := e.withVMLock(ctx, id, func() error {
+		vm, err := e.getVM(ctx, id)
+		if err != nil {
+			return err
+		}
+		if vm.State == StateCreating {
+			return checkTransition("stop", vm)
+		}
+		if vm.State != StateRunning && vm.State != StateError {
+			out = vm
+			return nil
+		}
+		out, err = e.stopLocked(ctx, vm, o)
+		return err
+	})
+	return out, err
+}
+
+func (e *Engine) stopLocked(ctx context.Context, vm *VM, o StopOptions) (*VM, error) {
+	b, err := e.backendOf(vm)
+	if err != nil {
+		return nil, err
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = seconds(e.cfg.StopTimeoutSeconds)
+	}
+	if vm.PID > 0 && b.Alive(vm.ref()) {
+		err := b.Stop(ctx, vm.ref(), hypervisor.StopOptions{Force: o.Force, Timeout: o.Timeout,
+			TermGrace: seconds(e.cfg.TerminateGracePeriodSeconds)})
+		if err != nil {
+			return nil, e.markError(ctx, vm, fmt.Errorf("stop: %w", err))
+		}
+	}
+	return e.updateVM(ctx, vm.ID, func(r *VM) error {
+		now := time.Now().UTC()
+		r.State, r.PID, r.PIDStart, r.StoppedAt, r.LastError = StateStopped, 0, 0, &now, ""
+		return nil
+	})
+}
+
+// Remove deletes a VM: its process (Force only), network, run, log and memory dirs, then the record.
+func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
+	return e.withVMLock(ctx, id, func() error {
+		vm, err := e.getVM(ctx, id)
+		if err != nil {
+			return err
+		}
+		if e.alive(vm) {
+			if !force {
+				return fmt.Errorf("VM %s is running: stop it first or use rm --force", vm.Name)
+			}
+			if _, err := e.stopLocked(ctx, vm, StopOptions{Force: true}); err != nil {
+				return err
+			}
+		}
+		if err := e.net.Teardown(ctx, vm.ID, vm.Networks); err != nil {
+			return fmt.Errorf("release network of VM %s: %w (retry rm)", vm.Name, err)
+		}
+		if err := removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir); err != nil {
+			return fmt.Errorf("remove files of VM %s: %w (retry rm)", vm.Name, err)
+		}
+		return e.dropRecord(ctx, vm.ID)
+	})
+}
+
+// getVM reads one record by ID (after reconciling its state).
+func (e *Engine) getVM(ctx context.Context, id string) (*VM, error) {
+	var vm VM
+	err := e.vms.Read(ctx, func(x *vmIndex) error {
+		r, ok := x.VMs[id]
+		if !ok {
+			return fmt.Errorf("VM %s: %w", id, ErrNotFound)
+		}
+		vm = *r
+		return nil
+	})
+	return &vm, err
+}
+
+// Batch runs op on every ref concurrently (bounded by pool_size); all refs are resolved first
+// so an unknown ref fails the whole batch before anything happens. Successes are applied even
+// when some items fail; the error joins the failures.
+func (e *Engine) Batch(ctx context.Context, refs []string, op func(ctx context.Context, id string) error) ([]string, error) {
+	ids, err := e.resolveIDs(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu   sync.Mutex
+		ok   []string
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, e.cfg.PoolSize)
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := op(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			ok = append(ok, id)
+		}()
+	}
+	wg.Wait()
+	return ok, errors.Join(errs...)
+}
+
+// ConsolePaths returns the console socket and its attach lock for a running VM.
+func (e *Engine) ConsolePaths(ctx context.Context, ref string) (socket, lockPath string, vm *VM, err error) {
+	vm, err = e.InspectVM(ctx, ref)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if vm.State != StateRunning {
+		return "", "", nil, fmt.Errorf("VM %s is %s: start it first (cocoon vm start %s)", vm.Name, vm.State, vm.Name)
+	}
+	b, err := e.backendOf(vm)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return b.ConsoleSocket(vm.ref()), filepath.Join(vm.RunDir, "console.lock"), vm, nil
+}
+
+func humanBytes(n int64) string { return units.BytesSize(float64(n)) }

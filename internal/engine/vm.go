@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/network"
+	"github.com/cocoonstack/cocoon/internal/store"
+)
+
+// State is a VM's lifecycle state.
+type State string
+
+// VM states. creating → created → running → stopped, and error from start/stop failures.
+const (
+	StateCreating State = "creating"
+	StateCreated  State = "created"
+	StateRunning  State = "running"
+	StateStopped  State = "stopped"
+	StateError    State = "error"
+)
+
+// transitions is the state machine: which states an operation may start from.
+var transitions = map[string][]State{
+	"start":   {StateCreated, StateStopped, StateError},
+	"stop":    {StateRunning, StateError},
+	"restore": {StateRunning},
+}
+
+// checkTransition refuses an operation from a state the machine does not allow.
+func checkTransition(op string, vm *VM) error {
+	for _, s := range transitions[op] {
+		if vm.State == s {
+			return nil
+		}
+	}
+	switch {
+	case vm.State == StateCreating:
+		return fmt.Errorf("VM %s is still being created: wait for it, or remove it with 'cocoon vm rm -f %s'", vm.Name, vm.ID)
+	default:
+		return fmt.Errorf("cannot %s VM %s in state %s", op, vm.Name, vm.State)
+	}
+}
+
+// VMConfig is what the user asked for; it is what a snapshot inherits.
+type VMConfig struct {
+	CPU           int    `json:"cpu"`
+	Memory        int64  `json:"memory"`
+	Storage       int64  `json:"storage"`
+	NICs          int    `json:"nics"`
+	QueueSize     int    `json:"queue_size,omitempty"`
+	DiskQueueSize int    `json:"disk_queue_size,omitempty"`
+	Image         string `json:"image"`
+	ImageDigest   string `json:"image_digest,omitempty"`
+	ImageKind     string `json:"image_type"`
+	Network       string `json:"network,omitempty"`
+	Bridge        string `json:"bridge,omitempty"`
+	NoDirectIO    bool   `json:"no_direct_io,omitempty"`
+	Windows       bool   `json:"windows,omitempty"`
+	Accel         string `json:"accel,omitempty"`
+}
+
+// BootConfig is how the VM boots: a kernel (OCI images) or UEFI firmware (cloud images).
+type BootConfig struct {
+	KernelPath   string `json:"kernel_path,omitempty"`
+	InitrdPath   string `json:"initrd_path,omitempty"`
+	Cmdline      string `json:"cmdline,omitempty"`
+	FirmwarePath string `json:"firmware_path,omitempty"`
+	FirmwareVars string `json:"firmware_vars,omitempty"`
+}
+
+// VM is one VM record of the index.
+type VM struct {
+	ID           string               `json:"id"`
+	Name         string               `json:"name"`
+	Hypervisor   string               `json:"hypervisor"`
+	State        State                `json:"state"`
+	LastError    string               `json:"last_error,omitempty"`
+	Config       VMConfig             `json:"config"`
+	Accel        string               `json:"accel,omitempty"`
+	PID          int                  `json:"pid,omitempty"`
+	PIDStart     uint64               `json:"pid_start_time,omitempty"`
+	Networks     []network.Attachment `json:"network_configs,omitempty"`
+	Disks        []hypervisor.Disk    `json:"storage_configs,omitempty"`
+	Boot         *BootConfig          `json:"boot_config,omitempty"`
+	FirstBooted  bool                 `json:"first_booted"`
+	ImageBlobIDs map[string]struct{}  `json:"image_blob_ids,omitempty"`
+	SnapshotIDs  map[string]struct{}  `json:"snapshot_ids,omitempty"`
+	RunDir       string               `json:"run_dir"`
+	LogDir       string               `json:"log_dir"`
+	MemoryDir    string               `json:"memory_dir,omitempty"`
+	CreatedAt    time.Time            `json:"created_at"`
+	UpdatedAt    time.Time            `json:"updated_at"`
+	StartedAt    *time.Time           `json:"started_at,omitempty"`
+	StoppedAt    *time.Time           `json:"stopped_at,omitempty"`
+}
+
+// IPs lists the VM's IPv4 addresses.
+func (vm *VM) IPs() []string {
+	var ips []string
+	for _, n := range vm.Networks {
+		if n.IP != "" {
+			ips = append(ips, n.IP)
+		}
+	}
+	return ips
+}
+
+func (vm *VM) ref() hypervisor.VMRef {
+	return hypervisor.VMRef{ID: vm.ID, RunDir: vm.RunDir, PID: vm.PID, StartTime: vm.PIDStart}
+}
+
+const vmSchema = 1
+
+// vmIndex is the VM index file: records by ID and a unique name → ID map.
+type vmIndex struct {
+	store.Header
+	VMs   map[string]*VM    `json:"vms"`
+	Names map[string]string `json:"names"`
+}
+
+func (x *vmIndex) Init() {
+	if x.VMs == nil {
+		x.VMs = map[string]*VM{}
+	}
+	if x.Names == nil {
+		x.Names = map[string]string{}
+	}
+}

@@ -1,0 +1,192 @@
+package qemu
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+)
+
+func baseSpec() hypervisor.VMSpec {
+	return hypervisor.VMSpec{
+		ID: "abc", Name: "web,1", CPUs: 2, MemoryBytes: 512 << 20,
+		Boot:   hypervisor.Boot{Kernel: "/k", Initrd: "/i", Cmdline: "console=ttyS0 a,b"},
+		RunDir: "/run/vm", LogDir: "/log/vm", MemoryDir: "/dev/shm/cocoon",
+	}
+}
+
+// option returns the value following flag whose value starts with prefix.
+func option(t *testing.T, args []string, flag, prefix string) string {
+	t.Helper()
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag && strings.HasPrefix(args[i+1], prefix) {
+			return args[i+1]
+		}
+	}
+	t.Fatalf("no %s %s… in %q", flag, prefix, args)
+	return ""
+}
+
+func TestArgsPassTapFDsInOrderAndPlaceNICsOnRootPorts(t *testing.T) {
+	s := baseSpec()
+	f := func() *os.File { // stands in for a TAP queue fd
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(); w.Close() })
+		return r
+	}
+	a, b, c := f(), f(), f()
+	s.NICs = []hypervisor.NIC{
+		{MAC: "02:00:00:00:00:01", Files: []*os.File{a, b}, QueueSize: 1024, MTU: 9000},
+		{MAC: "02:00:00:00:00:02", Files: []*os.File{c}},
+	}
+	s.Disks = []hypervisor.Disk{
+		{Path: "/blobs/l,0.erofs", Format: hypervisor.FormatRaw, ReadOnly: true, Serial: "cocoon-layer0"},
+		{Path: "/run/vm/cow.raw", Format: hypervisor.FormatRaw, DirectIO: true, Serial: "cocoon-cow"},
+	}
+	ab := argBuilder{spec: s, accel: accelTCG, tcgCacheMB: 256}
+	args, files := ab.build()
+
+	if len(files) != 3 || files[0] != a || files[1] != b || files[2] != c {
+		t.Fatalf("extra files out of order: %v", files)
+	}
+	if got := option(t, args, "-netdev", "tap,id=net0"); got != "tap,id=net0,fds=3:4,vhost=off" {
+		t.Errorf("net0 = %s", got)
+	}
+	if got := option(t, args, "-netdev", "tap,id=net1"); got != "tap,id=net1,fds=5,vhost=off" {
+		t.Errorf("net1 = %s", got)
+	}
+	nic0 := option(t, args, "-device", "virtio-net-pci,netdev=net0")
+	for _, want := range []string{"bus=rp0", "mq=on", "vectors=6", "rx_queue_size=1024", "tx_queue_size=256", "host_mtu=9000"} {
+		if !strings.Contains(nic0, want) {
+			t.Errorf("nic0 %s lacks %s", nic0, want)
+		}
+	}
+	if nic1 := option(t, args, "-device", "virtio-net-pci,netdev=net1"); strings.Contains(nic1, "mq=on") || !strings.Contains(nic1, "bus=rp1") {
+		t.Errorf("single-queue nic1 = %s", nic1)
+	}
+	if ports := strings.Count(strings.Join(args, " "), "pcie-root-port"); ports != 2+spareRootPorts {
+		t.Errorf("%d root ports, want %d", ports, 2+spareRootPorts)
+	}
+	// Root ports come before every auto-addressed PCI device.
+	joined := strings.Join(args, "\n")
+	if strings.LastIndex(joined, "pcie-root-port") > strings.Index(joined, "virtio-blk-pci") {
+		t.Error("a root port follows a disk")
+	}
+
+	if got := option(t, args, "-drive", "file=/blobs"); got != "file=/blobs/l,,0.erofs,if=none,id=drive0,format=raw,readonly=on,cache.direct=off,aio=threads" {
+		t.Errorf("layer drive = %s", got)
+	}
+	if got := option(t, args, "-drive", "file=/run/vm/cow"); !strings.Contains(got, "discard=unmap,cache.direct=on,aio=native") {
+		t.Errorf("cow drive = %s", got)
+	}
+	if got := option(t, args, "-device", "virtio-blk-pci,drive=drive1"); got != "virtio-blk-pci,drive=drive1,id=disk1,serial=cocoon-cow,num-queues=2,queue-size=512" {
+		t.Errorf("cow device = %s", got)
+	}
+	if got := option(t, args, "-name", ""); got != "guest=web,,1,debug-threads=on" {
+		t.Errorf("-name %s", got)
+	}
+	if got := option(t, args, "-append", ""); got != "console=ttyS0 a,b" {
+		t.Errorf("-append must pass the cmdline verbatim: %s", got)
+	}
+	if got := option(t, args, "-object", "memory-backend-file"); got != "memory-backend-file,id=ram,size=536870912,mem-path=/dev/shm/cocoon/abc.ram,share=on,prealloc=off" {
+		t.Errorf("memory = %s", got)
+	}
+	if option(t, args, "-accel", "") != "tcg,thread=multi,tb-size=256" || option(t, args, "-cpu", "") != "max" {
+		t.Error("TCG accel/cpu wrong")
+	}
+	if strings.Contains(joined, "balloon") {
+		t.Error("balloon device without Balloon")
+	}
+}
+
+func TestArgsUEFIWindowsKVM(t *testing.T) {
+	s := baseSpec()
+	s.Boot = hypervisor.Boot{Firmware: "/usr/share/OVMF/OVMF_CODE.fd", FirmwareVars: "/run/vm/vars.fd"}
+	s.Windows, s.Balloon = true, true
+	ab := argBuilder{spec: s, accel: accelKVM}
+	args, _ := ab.build()
+	joined := strings.Join(args, " ")
+	for _, want := range []string{
+		"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
+		"-drive if=pflash,format=raw,unit=1,file=/run/vm/vars.fd",
+		"-accel kvm -cpu host,hv_relaxed", "-rtc base=localtime",
+		"virtio-balloon-pci,id=balloon0,deflate-on-oom=on,free-page-reporting=on",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("args lack %q:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(joined, "-kernel") {
+		t.Error("UEFI boot with -kernel")
+	}
+}
+
+func TestShellJoinRoundTrips(t *testing.T) {
+	args := []string{"-append", "console=ttyS0 it's", "-name", "plain"}
+	got := shellJoin("/usr/bin/qemu", args, true)
+	want := "/usr/bin/qemu \\\n  -append 'console=ttyS0 it'\\''s' \\\n  -name plain"
+	if got != want {
+		t.Errorf("shellJoin =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestValidateRejectsBadSpecs(t *testing.T) {
+	cases := map[string]struct {
+		mutate func(*hypervisor.VMSpec)
+		want   string
+	}{
+		"no cpus":     {func(s *hypervisor.VMSpec) { s.CPUs = 0 }, "at least 1"},
+		"odd memory":  {func(s *hypervisor.VMSpec) { s.MemoryBytes += 1 }, "whole number of MiB"},
+		"both boots":  {func(s *hypervisor.VMSpec) { s.Boot.Firmware = "/fw" }, "exactly one"},
+		"no vars":     {func(s *hypervisor.VMSpec) { s.Boot = hypervisor.Boot{Firmware: "/fw"} }, "variables"},
+		"long socket": {func(s *hypervisor.VMSpec) { s.RunDir = "/" + strings.Repeat("d", 120) }, "unix socket limit"},
+		"bad format":  {func(s *hypervisor.VMSpec) { s.Disks = []hypervisor.Disk{{Path: "/d", Format: "vmdk"}} }, `"vmdk"`},
+		"long serial": {func(s *hypervisor.VMSpec) {
+			s.Disks = []hypervisor.Disk{{Path: "/d", Format: "raw", Serial: strings.Repeat("s", 21)}}
+		}, "20 bytes"},
+		"relative disk": {func(s *hypervisor.VMSpec) { s.Disks = []hypervisor.Disk{{Path: "d", Format: "raw"}} }, "absolute"},
+		"disk queue":    {func(s *hypervisor.VMSpec) { s.DiskQueueSize = 2048 }, "power of two"},
+		"bad mac":       {func(s *hypervisor.VMSpec) { s.NICs = []hypervisor.NIC{{MAC: "zz"}} }, "bad MAC"},
+		"no tap fds":    {func(s *hypervisor.VMSpec) { s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:01"}} }, "no open TAP"},
+		"queue mismatch": {func(s *hypervisor.VMSpec) {
+			s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:01", Files: []*os.File{os.Stdin}, Queues: 2}}
+		}, "one fd per queue"},
+		"hugepage size": {func(s *hypervisor.VMSpec) { s.HugePages, s.MemoryBytes = true, 513<<20 }, "2 MiB"},
+	}
+	for name, c := range cases {
+		s := baseSpec()
+		c.mutate(&s)
+		err := validate(s, false)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", name, err, c.want)
+		}
+	}
+	if err := validate(baseSpec(), false); err != nil {
+		t.Errorf("valid spec rejected: %v", err)
+	}
+}
+
+func TestResolveAccel(t *testing.T) {
+	if _, err := resolveAccel("hvf"); err == nil || !strings.Contains(err.Error(), "auto, kvm or tcg") {
+		t.Errorf("unknown accel: %v", err)
+	}
+	if got, err := resolveAccel("tcg"); got != accelTCG || err != nil {
+		t.Errorf("tcg → %q, %v", got, err)
+	}
+	auto, err := resolveAccel("auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forced, err := resolveAccel("kvm")
+	if reason := kvmUnusable(); reason != "" {
+		if auto != accelTCG || err == nil || !strings.Contains(err.Error(), "use --accel tcg") {
+			t.Errorf("KVM unusable (%s): auto → %q, kvm → %v", reason, auto, err)
+		}
+	} else if auto != accelKVM || forced != accelKVM || err != nil {
+		t.Errorf("KVM usable: auto → %q, kvm → %q, %v", auto, forced, err)
+	}
+}

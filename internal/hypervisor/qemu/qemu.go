@@ -1,0 +1,252 @@
+// Package qemu is the QEMU backend: a q35 machine driven over QMP, with KVM where it really
+// works and TCG otherwise. Guest RAM is a shared file mapping (tmpfs or hugetlbfs) so snapshots
+// and clones can reuse it; NICs sit on PCIe root ports so they can be hot-swapped.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+)
+
+// Name is the backend's name in VM records and on the command line.
+const Name = "qemu"
+
+// Options configure the backend. Zero values mean the defaults.
+type Options struct {
+	Binary     string        // default "qemu-system-x86_64" (looked up on PATH)
+	SocketWait time.Duration // how long Start waits for QMP to answer (default 10s)
+	// TCGCacheMB is the TCG translation cache per VM. QEMU's default (1 GiB) grows into
+	// resident memory on long-running guests; 256 MiB holds a Linux guest's hot code.
+	TCGCacheMB int
+}
+
+// Backend drives qemu-system-x86_64.
+type Backend struct {
+	binary     string
+	socketWait time.Duration
+	tcgCacheMB int
+}
+
+// New returns a QEMU backend.
+func New(o Options) *Backend {
+	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, tcgCacheMB: o.TCGCacheMB}
+	if b.binary == "" {
+		b.binary = "qemu-system-x86_64"
+	}
+	if b.socketWait <= 0 {
+		b.socketWait = 10 * time.Second
+	}
+	if b.tcgCacheMB <= 0 {
+		b.tcgCacheMB = 256
+	}
+	return b
+}
+
+var _ hypervisor.Backend = (*Backend)(nil)
+
+// Name implements hypervisor.Backend.
+func (b *Backend) Name() string { return Name }
+
+// Capabilities implements hypervisor.Backend.
+func (b *Backend) Capabilities() hypervisor.Capabilities {
+	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, ResizeOnClone: true,
+		MultiQueue: true, NICHotSwap: true, Balloon: true}
+}
+
+// Available implements hypervisor.Backend.
+func (b *Backend) Available() error {
+	if _, err := exec.LookPath(b.binary); err != nil {
+		return fmt.Errorf("%s not found: install the qemu-system-x86 package", b.binary)
+	}
+	return nil
+}
+
+// Runtime files of one VM.
+func qmpPath(runDir string) string     { return filepath.Join(runDir, "qmp.sock") }
+func consolePath(runDir string) string { return filepath.Join(runDir, "console.sock") }
+func pidPath(runDir string) string     { return filepath.Join(runDir, "qemu.pid") }
+func cmdlinePath(runDir string) string { return filepath.Join(runDir, "cmdline") }
+
+// ramLink points at the guest RAM file, which lives outside the run dir (on tmpfs or
+// hugetlbfs); Stop follows it to free that memory.
+func ramLink(runDir string) string        { return filepath.Join(runDir, "guest.ram") }
+func ramPath(s hypervisor.VMSpec) string  { return filepath.Join(s.MemoryDir, s.ID+".ram") }
+func logPath(logDir string) string        { return filepath.Join(logDir, "qemu.log") }
+func consoleLogPath(logDir string) string { return filepath.Join(logDir, "console.log") }
+
+func (b *Backend) owner(runDir string) hypervisor.Owner {
+	return hypervisor.Owner{Binary: b.binary, Marker: qmpPath(runDir), PIDFile: pidPath(runDir)}
+}
+
+// ConsoleSocket implements hypervisor.Backend: the serial port's unix socket.
+func (b *Backend) ConsoleSocket(vm hypervisor.VMRef) string { return consolePath(vm.RunDir) }
+
+// Alive implements hypervisor.Backend.
+func (b *Backend) Alive(vm hypervisor.VMRef) bool {
+	h, err := hypervisor.Open(vm, b.owner(vm.RunDir))
+	if err != nil {
+		return false
+	}
+	h.Close()
+	return true
+}
+
+// Start implements hypervisor.Backend.
+func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor.Process, error) {
+	accel, err := resolveAccel(spec.Accel)
+	if err == nil {
+		err = validate(spec, false)
+	}
+	if err != nil {
+		return hypervisor.Process{}, err
+	}
+	// Clearing the runtime files below would pull the sockets and RAM file out from under a
+	// running QEMU.
+	if h, err := hypervisor.Open(hypervisor.VMRef{ID: spec.ID, RunDir: spec.RunDir}, b.owner(spec.RunDir)); err == nil {
+		h.Close()
+		return hypervisor.Process{}, fmt.Errorf("VM %s is already running (pid %d): stop it first", spec.ID, h.PID)
+	}
+	// A cold boot must not find a previous run's sockets or RAM contents.
+	if err := removeRuntime(spec.RunDir); err != nil {
+		return hypervisor.Process{}, err
+	}
+	if err := os.Remove(ramPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
+	}
+	ab := argBuilder{spec: spec, accel: accel, tcgCacheMB: b.tcgCacheMB}
+	args, files := ab.build()
+	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binary, args, false)+"\n"), 0o600); err != nil {
+		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
+	}
+	if err := os.Symlink(ramPath(spec), ramLink(spec.RunDir)); err != nil {
+		return hypervisor.Process{}, fmt.Errorf("link guest RAM file of VM %s: %w", spec.ID, err)
+	}
+
+	log := logPath(spec.LogDir)
+	logStart := fileSize(log)
+	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binary, Args: args,
+		ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
+	if err == nil {
+		err = b.awaitQMP(ctx, spec, child, log, logStart)
+		if err != nil {
+			child.Kill()
+		}
+	}
+	if err != nil {
+		if cerr := removeRuntime(spec.RunDir); cerr != nil {
+			slog.Warn("clean up after failed start", "vm", spec.ID, "err", cerr)
+		}
+		return hypervisor.Process{}, fmt.Errorf("start qemu for VM %s: %w (log: %s)", spec.ID, err, log)
+	}
+	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", accel)
+	p := child.Process
+	p.Accel = accel
+	return p, nil
+}
+
+// awaitQMP waits until QMP answers, then applies the post-boot settings.
+func (b *Backend) awaitQMP(ctx context.Context, spec hypervisor.VMSpec, child *hypervisor.Child, log string, logStart int64) error {
+	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
+	defer cancel()
+	for {
+		select {
+		case <-child.Exited():
+			return fmt.Errorf("qemu exited during startup: %s", lastLine(log, logStart))
+		default:
+		}
+		c, err := dialQMP(ctx, qmpPath(spec.RunDir))
+		if err == nil {
+			defer c.Close()
+			return b.afterBoot(c, spec)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("QMP did not answer within %v: %w", b.socketWait, err)
+		case <-child.Exited():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// afterBoot sets the balloon target: the guest starts with 75 % of its RAM usable and can
+// reclaim the rest when it runs short (deflate-on-oom).
+func (b *Backend) afterBoot(c *qmpClient, spec hypervisor.VMSpec) error {
+	if !spec.Balloon {
+		return nil
+	}
+	target := (spec.MemoryBytes * 3 / 4) &^ (1<<20 - 1)
+	return c.execute("balloon", map[string]int64{"value": target}, nil)
+}
+
+// Stop implements hypervisor.Backend. The graceful request is an ACPI power-button press.
+func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor.StopOptions) error {
+	h, err := hypervisor.Open(vm, b.owner(vm.RunDir))
+	if errors.Is(err, hypervisor.ErrNotRunning) {
+		slog.Debug("qemu not running, nothing to signal", "vm", vm.ID, "reason", err)
+		return removeRuntime(vm.RunDir)
+	}
+	if err != nil {
+		return fmt.Errorf("stop VM %s: %w", vm.ID, err)
+	}
+	defer h.Close()
+	powerdown := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := dialQMP(ctx, qmpPath(vm.RunDir))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.execute("system_powerdown", nil, nil)
+	}
+	if err := hypervisor.Escalate(ctx, h, powerdown, opts); err != nil {
+		return fmt.Errorf("stop VM %s: %w", vm.ID, err)
+	}
+	return removeRuntime(vm.RunDir)
+}
+
+// removeRuntime deletes what only a running QEMU needs: sockets, PID file and the guest RAM
+// file. cmdline stays as the record of the last launch.
+func removeRuntime(runDir string) error {
+	var errs []error
+	if target, err := os.Readlink(ramLink(runDir)); err == nil {
+		errs = append(errs, removeIfExists(target))
+	}
+	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir)} {
+		errs = append(errs, removeIfExists(p))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove runtime files in %s: %w", runDir, err)
+	}
+	return nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// DebugCommand implements hypervisor.Backend: the same argv Start uses, with TAP devices
+// named instead of passed as fds, so it runs from a shell.
+func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
+	accel, err := resolveAccel(spec.Accel)
+	if err == nil {
+		err = validate(spec, true)
+	}
+	if err != nil {
+		return "", err
+	}
+	ab := argBuilder{spec: spec, accel: accel, tcgCacheMB: b.tcgCacheMB, tapByName: true}
+	args, _ := ab.build()
+	return shellJoin(b.binary, args, true), nil
+}

@@ -1,0 +1,145 @@
+package image
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"unicode"
+
+	"github.com/klauspost/pgzip"
+
+	"github.com/cocoonstack/cocoon/internal/image/sniff"
+)
+
+// Import stores an image read from files (parts of one file, concatenated in order) or, when
+// files is empty, from stdin. The input may be gzip-wrapped; what it holds is told by its magic
+// bytes: a qcow2 or raw disk becomes a cloud image, an image tar (`docker save`, OCI layout, or a
+// plain root filesystem tar) an OCI image. A raw disk must be a whole number of 512-byte sectors
+// and must not look like text. Nothing is stored when the input is refused.
+func (m *Manager) Import(ctx context.Context, imageName string, files []string, stdin io.Reader) (*Image, error) {
+	if err := checkName(imageName); err != nil {
+		return nil, err
+	}
+	in, closeIn, err := openInput(files, stdin)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", imageName, err)
+	}
+	defer closeIn()
+	r, format, err := unwrap(in)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", imageName, err)
+	}
+	kind := KindCloud
+	if format == sniff.Tar {
+		kind = KindOCI
+	}
+	if err := m.checkNameFree(ctx, imageName, kind); err != nil {
+		return nil, err
+	}
+	if kind == KindOCI {
+		e, _, err := m.oci.Import(ctx, imageName, r)
+		if err != nil {
+			return nil, err
+		}
+		img := m.fromOCI(imageName, *e)
+		return &img, nil
+	}
+	e, _, err := m.cloud.Import(ctx, imageName, r, format)
+	if err != nil {
+		return nil, err
+	}
+	img := m.fromCloud(imageName, *e)
+	return &img, nil
+}
+
+func checkName(n string) error {
+	switch {
+	case n == "":
+		return errors.New("import: empty image name: give a NAME")
+	case len(n) > 255:
+		return fmt.Errorf("import: image name is %d characters long: use at most 255", len(n))
+	case isURL(n):
+		return fmt.Errorf("import %s: a URL cannot be an import name: pull URLs with `cocoon image pull`", n)
+	}
+	for _, c := range n {
+		if unicode.IsSpace(c) || !unicode.IsPrint(c) {
+			return fmt.Errorf("import %q: image name contains whitespace or control characters: pick another name", n)
+		}
+	}
+	return nil
+}
+
+// checkNameFree refuses a name already used by the other kind, which would make the name
+// ambiguous; re-importing over the same kind replaces the entry.
+func (m *Manager) checkNameFree(ctx context.Context, n string, kind Kind) error {
+	all, err := m.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, img := range all {
+		if img.Ref == n && img.Kind != kind {
+			return fmt.Errorf("import %s: the name is already used by a %s image: remove it first or pick another name", n, img.Kind)
+		}
+	}
+	return nil
+}
+
+func openInput(files []string, stdin io.Reader) (io.Reader, func(), error) {
+	if len(files) == 0 {
+		if stdin == nil {
+			return nil, nil, errors.New("no input: give FILE arguments or pipe the image on stdin")
+		}
+		return stdin, func() {}, nil
+	}
+	var readers []io.Reader
+	var opened []*os.File
+	closeAll := func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("open %s: %w: check the path", p, err)
+		}
+		opened = append(opened, f)
+		readers = append(readers, f)
+	}
+	return io.MultiReader(readers...), closeAll, nil
+}
+
+// unwrap removes one gzip layer if present and returns a reader positioned at the start of the
+// image together with its format.
+func unwrap(in io.Reader) (io.Reader, sniff.Format, error) {
+	br := bufio.NewReaderSize(in, 1<<20)
+	format, err := peek(br)
+	if err != nil || format != sniff.Gzip {
+		return br, format, err
+	}
+	gz, err := pgzip.NewReader(br)
+	if err != nil {
+		return nil, "", fmt.Errorf("read gzip: %w", err)
+	}
+	inner := bufio.NewReaderSize(gz, 1<<20)
+	format, err = peek(inner)
+	if err != nil {
+		return nil, "", err
+	}
+	if format == sniff.Gzip {
+		return nil, "", errors.New("input is gzip inside gzip: decompress it once first")
+	}
+	return inner, format, nil
+}
+
+func peek(br *bufio.Reader) (sniff.Format, error) {
+	head, err := br.Peek(sniff.HeadSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read input: %w", err)
+	}
+	return sniff.Detect(head)
+}

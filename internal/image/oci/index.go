@@ -1,0 +1,191 @@
+// Package oci stores OCI images as per-layer EROFS blobs plus the boot files they carry.
+//
+// Layout under Dir (<root>/oci):
+//
+//	db/images.json, db/images.lock   index: ref → manifest digest, layers, boot layers
+//	blobs/<diffid hex>.erofs         one read-only EROFS image per layer, shared by all images
+//	boot/<diffid hex>/vmlinuz, initrd.img   boot files, keyed by the layer that held them
+//	temp/pull-*/, temp/import-*/     work dirs; nothing in blobs/ or boot/ is ever half-written
+//	locks/layer-<hex>.lock           one conversion of a layer at a time
+//	locks/activity.lock              shared by every pull/import, exclusive for GC
+//
+// Layers are keyed by their DiffID (digest of the uncompressed tar): the same layer pulled with
+// another compression, or imported from `docker save`, is converted once.
+package oci
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/lock"
+	"github.com/cocoonstack/cocoon/internal/store"
+)
+
+const schemaVersion = 1
+
+// Origins of an entry.
+const (
+	OriginRegistry = "registry"
+	OriginImport   = "import"
+)
+
+// Entry is one image in the index.
+type Entry struct {
+	Ref            string        `json:"ref"`
+	ManifestDigest string        `json:"manifest_digest"`
+	Layers         []LayerRecord `json:"layers"` // bottom → top
+	KernelLayer    string        `json:"kernel_layer"`
+	InitrdLayer    string        `json:"initrd_layer"`
+	Size           int64         `json:"size"`
+	CreatedAt      time.Time     `json:"created_at"`
+	Origin         string        `json:"origin"`
+}
+
+// LayerRecord names one layer by its DiffID ("sha256:<hex>").
+type LayerRecord struct {
+	Digest string `json:"digest"`
+}
+
+type index struct {
+	store.Header
+	Images map[string]*Entry `json:"images"`
+}
+
+func (i *index) Init() {
+	if i.Images == nil {
+		i.Images = map[string]*Entry{}
+	}
+}
+
+// Config configures a Store.
+type Config struct {
+	Dir       string            // <root>/oci
+	PoolSize  int               // layers converted at once (>= 1)
+	Progress  io.Writer         // progress goes here only when it is a terminal
+	Insecure  bool              // plain HTTP to any registry (localhost and 127.0.0.1 always are)
+	Transport http.RoundTripper // nil: the default transport
+}
+
+// Store is the OCI image store.
+type Store struct {
+	cfg   Config
+	index *store.Store[index, *index]
+}
+
+// New returns the store kept under cfg.Dir; nothing is created until first use.
+func New(cfg Config) *Store {
+	if cfg.PoolSize < 1 {
+		cfg.PoolSize = 1
+	}
+	return &Store{cfg: cfg, index: store.New[index](filepath.Join(cfg.Dir, "db"), "images", schemaVersion)}
+}
+
+// BlobPath is the EROFS blob of layer hex.
+func (s *Store) BlobPath(hex string) string {
+	return filepath.Join(s.cfg.Dir, "blobs", hex+".erofs")
+}
+
+// KernelPath is the kernel extracted from layer hex.
+func (s *Store) KernelPath(hex string) string {
+	return filepath.Join(s.bootDir(hex), kernelName)
+}
+
+// InitrdPath is the initrd extracted from layer hex.
+func (s *Store) InitrdPath(hex string) string {
+	return filepath.Join(s.bootDir(hex), initrdName)
+}
+
+func (s *Store) bootDir(hex string) string { return filepath.Join(s.cfg.Dir, "boot", hex) }
+func (s *Store) tempDir() string           { return filepath.Join(s.cfg.Dir, "temp") }
+
+// activity is held shared by every pull and import and exclusively by GC, so GC never deletes a
+// blob that a pull has made but not yet recorded.
+func (s *Store) activity() *lock.Lock {
+	return lock.New(filepath.Join(s.cfg.Dir, "locks", "activity.lock"))
+}
+
+// Entries returns a copy of the index.
+func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
+	out := map[string]Entry{}
+	err := s.index.Read(ctx, func(idx *index) error {
+		for k, e := range idx.Images {
+			out[k] = *e
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Remove drops the index entries keys; blobs stay until GC finds them unreferenced.
+func (s *Store) Remove(ctx context.Context, keys []string) error {
+	return s.index.Update(ctx, func(idx *index) error {
+		for _, k := range keys {
+			delete(idx.Images, k)
+		}
+		return nil
+	})
+}
+
+// Hex strips the algorithm from a digest.
+func Hex(digest string) string {
+	_, hex, _ := strings.Cut(digest, ":")
+	return hex
+}
+
+// BlobIDs are the layer hexes an image needs (boot files are keyed by layer hexes too).
+func (e *Entry) BlobIDs() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(h string) {
+		if h != "" && !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	for _, l := range e.Layers {
+		add(Hex(l.Digest))
+	}
+	add(Hex(e.KernelLayer))
+	add(Hex(e.InitrdLayer))
+	return out
+}
+
+// complete reports whether every file e needs is present, and their total size.
+func (s *Store) complete(e *Entry) (int64, error) {
+	paths := []string{s.KernelPath(Hex(e.KernelLayer)), s.InitrdPath(Hex(e.InitrdLayer))}
+	for _, l := range e.Layers {
+		paths = append(paths, s.BlobPath(Hex(l.Digest)))
+	}
+	var size int64
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		n, err := fileSize(p)
+		if err != nil {
+			return 0, err
+		}
+		size += n
+	}
+	return size, nil
+}
+
+// fileSize returns the size of a non-empty regular file.
+func fileSize(p string) (int64, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mode().IsRegular() || st.Size() == 0 {
+		return 0, fmt.Errorf("%s is not a non-empty regular file", p)
+	}
+	return st.Size(), nil
+}

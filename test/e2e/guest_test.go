@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+// login logs in on a fresh console session and returns the output position after the prompt.
+func login(t *testing.T, c *harness.Console, user, password, prompt string) int {
+	t.Helper()
+	c.Send("\r")
+	pos := c.Expect(0, "login:", 2*time.Minute)
+	c.Send(user + "\r")
+	pos = c.Expect(pos, "assword:", time.Minute)
+	c.Send(password + "\r")
+	return c.Expect(pos, prompt, 2*time.Minute)
+}
+
+func TestDebianSystemdLogin(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	layout := harness.RequireImage(t, "debian")
+	env := harness.NewEnv(t)
+	ref := harness.NewRegistry(t).PushLayout(layout, "cocoon/debian:12")
+	env.MustRun("image", "pull", ref)
+
+	env.MustRun("vm", "run", "--name", "deb1", "--nics", "0", "--cpu", "2", "--memory", "1G", ref)
+	vm := env.Inspect("deb1")
+	env.WaitConsole(vm, "login:", 5*time.Minute)
+	c := env.AttachConsole("deb1")
+	pos := login(t, c, "root", "cocoon", "#")
+	c.Send("hostname; systemctl is-system-running --wait; echo done-$((40+2))\r")
+	pos = c.Expect(pos, "deb1", time.Minute)
+	c.Expect(pos, "done-42", 2*time.Minute)
+	c.Send("\r\x1d.")
+	if err := c.Wait(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.MustRun("vm", "stop", "deb1")
+	if !processGone(vm.PID) {
+		t.Fatal("debian VM still running after stop")
+	}
+}
+
+func TestCloudImageUEFIAndCloudInit(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "qemu-img")
+	qcow := harness.RequireImage(t, "cloud.qcow2")
+	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE.fd"); err != nil {
+		t.Skip("OVMF firmware not found: install ovmf (make deps)")
+	}
+	env := harness.NewEnv(t)
+	url := harness.ServeFile(t, qcow)
+	env.MustRun("image", "pull", url)
+
+	env.MustFail("--windows requires a cloud image", "vm", "create", "--windows", "--nics", "0", pullTiny(t, env))
+	env.MustFail("is smaller than image", "vm", "create", "--nics", "0", "--storage", "1G", url)
+
+	env.MustRun("vm", "run", "--name", "cloud1", "--nics", "0", "--cpu", "2", "--memory", "1G",
+		"--user", "alice", "--password", "s3cret-pw", url)
+	vm := env.Inspect("cloud1")
+	cmdline := filepath.Join(vm.RunDir, "cmdline")
+	if data, _ := os.ReadFile(cmdline); !strings.Contains(string(data), "cidata.img") {
+		t.Fatalf("first boot lacks the cidata disk:\n%s", data)
+	}
+	env.WaitConsole(vm, "login:", 6*time.Minute)
+	c := env.AttachConsole("cloud1")
+	pos := login(t, c, "alice", "s3cret-pw", "$")
+	c.Send("hostname; echo ok-$((40+2))\r")
+	pos = c.Expect(pos, "cloud1", time.Minute)
+	c.Expect(pos, "ok-42", time.Minute)
+	c.Send("\r\x1d.")
+	if err := c.Wait(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.MustRun("vm", "stop", "cloud1")
+	if log := env.ConsoleLog(vm); !strings.Contains(log, "reboot: Power down") {
+		t.Fatalf("cloud VM did not power off through ACPI; console tail:\n%s", tail(log))
+	}
+
+	// Second start: cloud-init already ran, the seed disk is not attached any more.
+	env.MustRun("vm", "start", "cloud1")
+	if data, _ := os.ReadFile(cmdline); strings.Contains(string(data), "cidata.img") {
+		t.Fatalf("second boot still attaches cidata:\n%s", data)
+	}
+	env.MustRun("vm", "rm", "--force", "cloud1")
+}
