@@ -23,6 +23,9 @@ type HostNet struct {
 	ConfDir string
 }
 
+// MTU is the test networks' MTU: not 1500, so MTU propagation to the guest is visible.
+const MTU = 1400
+
 // NewHostNet creates the namespace and writes a bridge + host-local conflist for subnet index
 // n (10.231.n.0/24) into env's CNI conf dir; env commands then run inside the namespace.
 func NewHostNet(t testing.TB, env *Env, n int) *HostNet {
@@ -50,7 +53,7 @@ func (h *HostNet) WriteConflist(t testing.TB, file, network, startFmt, endFmt st
 		"cniVersion": "1.0.0",
 		"name":       network,
 		"plugins": []any{map[string]any{
-			"type": "bridge", "bridge": h.Bridge, "isGateway": true, "ipMasq": false,
+			"type": "bridge", "bridge": h.Bridge, "isGateway": true, "ipMasq": false, "mtu": MTU,
 			"ipam": map[string]any{
 				"type":   "host-local",
 				"ranges": [][]map[string]string{{{"subnet": h.Subnet, "rangeStart": fmt.Sprintf(startFmt, n), "rangeEnd": fmt.Sprintf(endFmt, n), "gateway": h.Gateway}}},
