@@ -134,6 +134,12 @@ elif scenario == "debian":
     if hostname not in out or "overlay" not in out:
         fail("unexpected shell output")
 elif scenario == "cloud":
+    # getty starts before cloud-init's config stage has set the password: wait for it.
+    expect(r"login: ", 300)
+    mark("login prompt")
+    expect(r"Cloud-init v\. \S+ finished", 300)
+    mark("cloud-init finished")
+    send("\n")
     login("root", "cocoon", r"root@\S+:~# ")
     out = shell("hostname; cloud-init status --wait; ip -4 -o addr show; locale; "
                 "systemctl is-system-running --wait; findmnt -n -o SOURCE,FSTYPE /", r"root@\S+:~# ")

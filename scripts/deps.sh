@@ -9,7 +9,7 @@ packages=(
 	containernetworking-plugins iproute2 iptables dnsmasq-base   # CNI + bridge/DHCP tests
 	erofs-utils e2fsprogs xfsprogs dosfstools mtools             # disk images
 	debootstrap busybox-static cpio zstd lz4 kmod fdisk gdisk grub-efi-amd64-bin   # guest image builds
-	socat tar gzip ca-certificates python3-yaml
+	socat tar gzip ca-certificates python3-yaml iputils-ping util-linux
 )
 
 missing=()

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -16,7 +15,7 @@ import (
 func (a *app) vmCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "vm", Short: "Create, run and manage VMs"}
 	cmd.AddCommand(a.vmCreate("create", "Create a VM from an image", false), a.vmCreate("run", "Create and start a VM", true),
-		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug())
+		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug(), a.vmClone(), a.vmRestore(), a.vmStatus())
 	return cmd
 }
 
@@ -238,25 +237,26 @@ func (a *app) vmList() *cobra.Command {
 				}
 				return printJSON(a.stdout, vms)
 			}
-			if len(vms) == 0 {
-				fmt.Fprintln(a.stdout, "No VMs found.")
-				return nil
-			}
-			rows := make([][]string, 0, len(vms))
-			for _, vm := range vms {
-				ip := strings.Join(vm.IPs(), ",")
-				if ip == "" {
-					ip = "-"
-				}
-				rows = append(rows, []string{vm.ID, vm.Name, string(vm.State), fmt.Sprint(vm.Config.CPU),
-					units.BytesSize(float64(vm.Config.Memory)), units.BytesSize(float64(vm.Config.Storage)), ip,
-					vm.Config.Image, vm.CreatedAt.Local().Format("2006-01-02 15:04:05")})
-			}
-			return printTable(a.stdout, []string{"ID", "NAME", "STATE", "CPU", "MEMORY", "STORAGE", "IP", "IMAGE", "CREATED"}, rows)
+			return a.printVMTable(vms)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "o", "table", "output format: table or json")
 	return cmd
+}
+
+// printVMTable prints VMs as the `vm list` table (or a sentence when there are none).
+func (a *app) printVMTable(vms []engine.VM) error {
+	if len(vms) == 0 {
+		_, err := fmt.Fprintln(a.stdout, "No VMs found.")
+		return err
+	}
+	rows := make([][]string, 0, len(vms))
+	for _, vm := range vms {
+		rows = append(rows, []string{vm.ID, vm.Name, string(vm.State), fmt.Sprint(vm.Config.CPU),
+			units.BytesSize(float64(vm.Config.Memory)), units.BytesSize(float64(vm.Config.Storage)), ipList(vm),
+			vm.Config.Image, vm.CreatedAt.Local().Format("2006-01-02 15:04:05")})
+	}
+	return printTable(a.stdout, []string{"ID", "NAME", "STATE", "CPU", "MEMORY", "STORAGE", "IP", "IMAGE", "CREATED"}, rows)
 }
 
 func (a *app) vmInspect() *cobra.Command {
@@ -319,7 +319,7 @@ func (a *app) gcCommand() *cobra.Command {
 			}
 			rep, err := e.GC(cmd.Context())
 			if rep != nil {
-				for _, r := range [][]string{rep.Blobs, rep.Networks, rep.VMDirs, rep.Stale} {
+				for _, r := range [][]string{rep.Blobs, rep.Networks, rep.VMDirs, rep.Stale, rep.Snapshots} {
 					for _, x := range r {
 						fmt.Fprintln(a.stdout, "removed", x)
 					}

@@ -132,7 +132,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	now := time.Now().UTC()
 	vm := &VM{
 		ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
-		Config: VMConfig{CPU: o.CPU, Memory: o.Memory, Storage: o.Storage, NICs: o.NICs, QueueSize: o.QueueSize,
+		Config: VMConfig{CPU: o.CPU, MaxCPU: max(o.CPU, runtime.NumCPU()), Memory: o.Memory, Storage: o.Storage, NICs: o.NICs, QueueSize: o.QueueSize,
 			DiskQueueSize: o.DiskQueueSize, Image: img.Ref, ImageDigest: img.Digest, ImageKind: string(img.Kind),
 			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel},
 		ImageBlobIDs: setOf(img.BlobIDs()),
@@ -145,7 +145,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 		vm.Config.Accel = e.cfg.Accel
 	}
 	steps := []step{
-		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, o.Image) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
+		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, defaultName(o.Image)) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
 		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"prepare disks", func(context.Context) error { return e.prepareDisks(vm, img, o) }, nil},
@@ -160,10 +160,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 }
 
 // reserve writes the creating placeholder so the name is taken and a crash is visible to rm/gc.
-func (e *Engine) reserve(ctx context.Context, vm *VM, imageRef string) error {
+// Without a name the VM gets defaultName, made unique.
+func (e *Engine) reserve(ctx context.Context, vm *VM, defaultName string) error {
 	return e.vms.Update(ctx, func(x *vmIndex) error {
 		if vm.Name == "" {
-			vm.Name = uniqueName(x, defaultName(imageRef))
+			vm.Name = uniqueName(x, defaultName)
 		} else if other, taken := x.Names[vm.Name]; taken {
 			return fmt.Errorf("VM name %q already exists (id %s): choose another --name or remove it", vm.Name, other)
 		}

@@ -70,7 +70,7 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: !o.NoDirectIO, Role: "cow"})
 		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
 	}
-	spec, _, err := e.buildSpec(vm)
+	spec, _, err := e.buildSpec(vm, true)
 	if err != nil {
 		return "", err
 	}

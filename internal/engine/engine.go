@@ -18,6 +18,7 @@ import (
 	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/lock"
 	"github.com/cocoonstack/cocoon/internal/network"
+	"github.com/cocoonstack/cocoon/internal/snapshot"
 	"github.com/cocoonstack/cocoon/internal/store"
 )
 
@@ -28,6 +29,7 @@ type Engine struct {
 	net      *network.Manager
 	backends map[string]hypervisor.Backend
 	vms      *store.Store[vmIndex, *vmIndex]
+	snaps    *snapshot.Store
 	vmDir    string // <root>/vm: index and per-VM locks
 }
 
@@ -57,6 +59,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 			"qemu": qemu.New(qemu.Options{Binary: cfg.QEMUBinary, SocketWait: seconds(cfg.SocketWaitTimeoutSeconds)}),
 		},
 		vms:   store.New[vmIndex](filepath.Join(vmDir, "db"), "vms", vmSchema),
+		snaps: snapshot.NewStore(cfg.RootDir),
 		vmDir: vmDir,
 	}
 	return e, nil

@@ -14,10 +14,11 @@ const placeholderGrace = 24 * time.Hour
 
 // GCReport lists what a GC cycle removed.
 type GCReport struct {
-	Blobs    []string `json:"blobs"`
-	Networks []string `json:"networks"`
-	VMDirs   []string `json:"vm_dirs"`
-	Stale    []string `json:"stale_vms"`
+	Blobs     []string `json:"blobs"`
+	Networks  []string `json:"networks"`
+	VMDirs    []string `json:"vm_dirs"`
+	Stale     []string `json:"stale_vms"`
+	Snapshots []string `json:"snapshots"`
 }
 
 // GC removes what nothing references: image blobs no image, VM or snapshot uses, network
@@ -61,6 +62,16 @@ func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
 		}
 	}
 	var errs []error
+	snapBlobs, err := e.snaps.BlobIDs(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("gc: read snapshots: %w", err)
+	}
+	for b := range snapBlobs {
+		pinned[b] = struct{}{}
+	}
+	if rep.Snapshots, err = e.snaps.GC(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("gc snapshots: %w", err))
+	}
 	if rep.Blobs, err = e.images.GC(ctx, pinned); err != nil {
 		errs = append(errs, fmt.Errorf("gc images: %w", err))
 	}

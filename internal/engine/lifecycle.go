@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,7 +60,7 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	if err := e.recoverNetwork(ctx, vm); err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
-	spec, files, err := e.buildSpec(vm)
+	spec, files, err := e.buildSpec(vm, !vm.FirstBooted)
 	defer closeFiles(files)
 	if err != nil {
 		return nil, e.markError(ctx, vm, err)
@@ -74,7 +75,7 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	return e.updateVM(ctx, vm.ID, func(r *VM) error {
 		now := time.Now().UTC()
 		r.State, r.LastError, r.PID, r.PIDStart, r.Accel = StateRunning, "", proc.PID, proc.StartTime, proc.Accel
-		r.StartedAt, r.FirstBooted = &now, true
+		r.StartedAt, r.FirstBooted, r.CidataAttached = &now, true, hasRole(spec.Disks, "cidata")
 		return nil
 	})
 }
@@ -94,9 +95,11 @@ func (e *Engine) recoverNetwork(ctx context.Context, vm *VM) error {
 }
 
 // buildSpec translates the record into the backend-neutral VMSpec and opens the TAP queues.
-func (e *Engine) buildSpec(vm *VM) (hypervisor.VMSpec, []*os.File, error) {
+// The cloud-init disk is attached only when withCidata (first boot, or resuming a snapshot
+// whose process had it).
+func (e *Engine) buildSpec(vm *VM, withCidata bool) (hypervisor.VMSpec, []*os.File, error) {
 	spec := hypervisor.VMSpec{
-		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MemoryBytes: vm.Config.Memory,
+		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MaxCPUs: vm.maxCPU(), MemoryBytes: vm.Config.Memory,
 		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir,
 		HugePages: false, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
 		Windows: vm.Config.Windows, DiskQueueSize: vm.Config.DiskQueueSize, Accel: vm.Config.Accel,
@@ -106,7 +109,7 @@ func (e *Engine) buildSpec(vm *VM) (hypervisor.VMSpec, []*os.File, error) {
 			Firmware: vm.Boot.FirmwarePath, FirmwareVars: vm.Boot.FirmwareVars}
 	}
 	for _, d := range vm.Disks {
-		if d.Role == "cidata" && vm.FirstBooted {
+		if d.Role == "cidata" && !withCidata {
 			continue // cloud-init runs on the first boot only
 		}
 		spec.Disks = append(spec.Disks, d)
@@ -122,6 +125,10 @@ func (e *Engine) buildSpec(vm *VM) (hypervisor.VMSpec, []*os.File, error) {
 			Queues: len(fds), QueueSize: att.QueueSize, MTU: att.MTU})
 	}
 	return spec, files, nil
+}
+
+func hasRole(disks []hypervisor.Disk, role string) bool {
+	return slices.ContainsFunc(disks, func(d hypervisor.Disk) bool { return d.Role == role })
 }
 
 func closeFiles(files []*os.File) {

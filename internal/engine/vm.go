@@ -46,6 +46,7 @@ func checkTransition(op string, vm *VM) error {
 // VMConfig is what the user asked for; it is what a snapshot inherits.
 type VMConfig struct {
 	CPU           int    `json:"cpu"`
+	MaxCPU        int    `json:"max_cpu,omitempty"` // hot-add ceiling (host cores at creation)
 	Memory        int64  `json:"memory"`
 	Storage       int64  `json:"storage"`
 	NICs          int    `json:"nics"`
@@ -72,28 +73,31 @@ type BootConfig struct {
 
 // VM is one VM record of the index.
 type VM struct {
-	ID           string               `json:"id"`
-	Name         string               `json:"name"`
-	Hypervisor   string               `json:"hypervisor"`
-	State        State                `json:"state"`
-	LastError    string               `json:"last_error,omitempty"`
-	Config       VMConfig             `json:"config"`
-	Accel        string               `json:"accel,omitempty"`
-	PID          int                  `json:"pid,omitempty"`
-	PIDStart     uint64               `json:"pid_start_time,omitempty"`
-	Networks     []network.Attachment `json:"network_configs,omitempty"`
-	Disks        []hypervisor.Disk    `json:"storage_configs,omitempty"`
-	Boot         *BootConfig          `json:"boot_config,omitempty"`
-	FirstBooted  bool                 `json:"first_booted"`
-	ImageBlobIDs map[string]struct{}  `json:"image_blob_ids,omitempty"`
-	SnapshotIDs  map[string]struct{}  `json:"snapshot_ids,omitempty"`
-	RunDir       string               `json:"run_dir"`
-	LogDir       string               `json:"log_dir"`
-	MemoryDir    string               `json:"memory_dir,omitempty"`
-	CreatedAt    time.Time            `json:"created_at"`
-	UpdatedAt    time.Time            `json:"updated_at"`
-	StartedAt    *time.Time           `json:"started_at,omitempty"`
-	StoppedAt    *time.Time           `json:"stopped_at,omitempty"`
+	ID          string               `json:"id"`
+	Name        string               `json:"name"`
+	Hypervisor  string               `json:"hypervisor"`
+	State       State                `json:"state"`
+	LastError   string               `json:"last_error,omitempty"`
+	Config      VMConfig             `json:"config"`
+	Accel       string               `json:"accel,omitempty"`
+	PID         int                  `json:"pid,omitempty"`
+	PIDStart    uint64               `json:"pid_start_time,omitempty"`
+	Networks    []network.Attachment `json:"network_configs,omitempty"`
+	Disks       []hypervisor.Disk    `json:"storage_configs,omitempty"`
+	Boot        *BootConfig          `json:"boot_config,omitempty"`
+	FirstBooted bool                 `json:"first_booted"`
+	// CidataAttached says the running process has the cloud-init disk (a first boot, or a clone
+	// of one): snapshots must reproduce the exact device set.
+	CidataAttached bool                `json:"cidata_attached,omitempty"`
+	ImageBlobIDs   map[string]struct{} `json:"image_blob_ids,omitempty"`
+	SnapshotIDs    map[string]struct{} `json:"snapshot_ids,omitempty"`
+	RunDir         string              `json:"run_dir"`
+	LogDir         string              `json:"log_dir"`
+	MemoryDir      string              `json:"memory_dir,omitempty"`
+	CreatedAt      time.Time           `json:"created_at"`
+	UpdatedAt      time.Time           `json:"updated_at"`
+	StartedAt      *time.Time          `json:"started_at,omitempty"`
+	StoppedAt      *time.Time          `json:"stopped_at,omitempty"`
 }
 
 // IPs lists the VM's IPv4 addresses.
@@ -106,6 +110,8 @@ func (vm *VM) IPs() []string {
 	}
 	return ips
 }
+
+func (vm *VM) maxCPU() int { return max(vm.Config.MaxCPU, vm.Config.CPU) }
 
 func (vm *VM) ref() hypervisor.VMRef {
 	return hypervisor.VMRef{ID: vm.ID, RunDir: vm.RunDir, PID: vm.PID, StartTime: vm.PIDStart}

@@ -52,8 +52,11 @@ type Boot struct {
 
 // VMSpec is everything a backend needs to cold-boot one VM.
 type VMSpec struct {
-	ID, Name    string
-	CPUs        int
+	ID, Name string
+	CPUs     int
+	// MaxCPUs is how many vCPUs the VM can ever have (0 = CPUs). A backend that hot-adds vCPUs
+	// on clone sizes its CPU topology for this many at cold boot.
+	MaxCPUs     int
 	MemoryBytes int64
 	Boot        Boot
 	Disks       []Disk
@@ -72,7 +75,13 @@ type VMSpec struct {
 
 // Capabilities lets the engine refuse unsupported requests up front.
 type Capabilities struct {
-	UEFI, Qcow2, Windows, ResizeOnClone, MultiQueue, NICHotSwap, Balloon bool
+	UEFI, Qcow2, Windows, MultiQueue, Balloon bool
+	// ResizeOnClone: a clone or restore may have more vCPUs than its snapshot (up to its MaxCPUs).
+	ResizeOnClone bool
+	// MemoryGrowOnClone: a clone or restore may have more memory than its snapshot.
+	MemoryGrowOnClone bool
+	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's.
+	NICHotSwap bool
 }
 
 // Process identifies a launched hypervisor; the engine records it in the VM record.

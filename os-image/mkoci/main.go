@@ -45,15 +45,17 @@ func main() {
 }
 
 func run(out, ref string, dirs []string, mtime time.Time) error {
-	tmp := out + ".tmp"
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("clear %s: %w", tmp, err)
+	tmp, staging := out+".tmp", out+".layers"
+	for _, d := range []string{tmp, staging} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("clear %s: %w", d, err)
+		}
+		defer os.RemoveAll(d)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	img, err := buildImage(tmp, dirs, mtime)
+	img, err := buildImage(staging, dirs, mtime)
 	if err != nil {
 		return err
 	}
@@ -67,11 +69,6 @@ func run(out, ref string, dirs []string, mtime time.Time) error {
 	if err != nil {
 		return fmt.Errorf("write image to %s: %w", tmp, err)
 	}
-	// The gzip files were only staging; the layout holds its own copies in blobs/.
-	matches, _ := filepath.Glob(filepath.Join(tmp, "layer-*.tar.gz"))
-	for _, m := range matches {
-		os.Remove(m)
-	}
 	if err := os.RemoveAll(out); err != nil {
 		return fmt.Errorf("remove old %s: %w", out, err)
 	}
@@ -81,7 +78,7 @@ func run(out, ref string, dirs []string, mtime time.Time) error {
 	return nil
 }
 
-func buildImage(tmp string, dirs []string, mtime time.Time) (v1.Image, error) {
+func buildImage(staging string, dirs []string, mtime time.Time) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	cfg, err := img.ConfigFile()
@@ -94,7 +91,7 @@ func buildImage(tmp string, dirs []string, mtime time.Time) (v1.Image, error) {
 		return nil, fmt.Errorf("set config: %w", err)
 	}
 	for i, dir := range dirs {
-		gz := filepath.Join(tmp, fmt.Sprintf("layer-%d.tar.gz", i))
+		gz := filepath.Join(staging, fmt.Sprintf("layer-%d.tar.gz", i))
 		if err := writeGzipTar(gz, dir, mtime); err != nil {
 			return nil, err
 		}

@@ -43,6 +43,8 @@ install -m 0755 "$RECIPE/initramfs/init" "$ird/init"
 
 boot=$WORK/layer-boot
 install -D -m 0644 "$WORK/kernel/boot/vmlinuz-$kver" "$boot/boot/vmlinuz-$kver"
+# Fixed mtimes (cpio --reproducible only fixes inode numbers) keep rebuilds byte-identical.
+find "$ird" -exec touch -h -d @1704067200 {} +
 (cd "$ird" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
 	gzip -9n >"$boot/boot/initrd.img-$kver"
 

@@ -66,7 +66,8 @@ func TestCloudImageUEFIAndCloudInit(t *testing.T) {
 	if data, _ := os.ReadFile(cmdline); !strings.Contains(string(data), "cidata.img") {
 		t.Fatalf("first boot lacks the cidata disk:\n%s", data)
 	}
-	env.WaitConsole(vm, "login:", 6*time.Minute)
+	// The login prompt shows a few seconds before cloud-init has set the password.
+	env.WaitConsole(vm, "finished at", 8*time.Minute)
 	c := env.AttachConsole("cloud1")
 	pos := login(t, c, "alice", "s3cret-pw", "$")
 	c.Send("hostname; echo ok-$((40+2))\r")

@@ -85,7 +85,8 @@ func TestNetworkPingMTUAndRestart(t *testing.T) {
 	if again := env.Inspect("n1"); again.Networks[0].IP != nic.IP || again.Networks[0].MAC != nic.MAC {
 		t.Fatalf("identity changed across restart: %+v → %+v", nic, again.Networks[0])
 	}
-	if out, err := h.Exec("ping", "-c", "1", "-W", "60", nic.IP); err != nil {
+	waitReadyCount(t, env, n1, 2)
+	if out, err := h.Exec("ping", "-c", "3", "-W", "5", nic.IP); err != nil {
 		t.Fatalf("ping after restart: %v\n%s", err, out)
 	}
 
@@ -95,7 +96,7 @@ func TestNetworkPingMTUAndRestart(t *testing.T) {
 
 func TestNetworkBadInputAndHalfwayFailure(t *testing.T) {
 	env, h, ref := netEnv(t, 42)
-	env.MustFail(`unknown`, "vm", "create", "--network", "nope", ref)
+	env.MustFail(`CNI network "nope" not found`, "vm", "create", "--network", "nope", ref)
 	env.MustFail("mutually exclusive", "vm", "create", "--bridge", h.Bridge, "--network", h.Network, ref)
 	env.MustFail("nosuchbr", "vm", "create", "--bridge", "nosuchbr", ref)
 	env.MustFail("not found", "--cni-bin-dir", t.TempDir(), "vm", "create", ref)

@@ -65,13 +65,7 @@ func TestTinyLifecycle(t *testing.T) {
 	// Start again: a second boot prints a second ready line.
 	env.MustRun("vm", "start", "t1")
 	vm = env.Inspect("t1")
-	deadline := time.Now().Add(bootTimeout)
-	for strings.Count(env.ConsoleLog(vm), "COCOON-READY") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no second ready line; console:\n%s", tail(env.ConsoleLog(vm)))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitReadyCount(t, env, vm, 2)
 
 	// rm of a running VM needs --force; then nothing is left behind.
 	env.MustFail("stop it first or use rm --force", "vm", "rm", "t1")
@@ -145,6 +139,18 @@ func TestDebugCommandBoots(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("debug command did not boot; console:\n%s", tail(string(data)))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitReadyCount waits until the VM's console log holds n ready lines (one per boot).
+func waitReadyCount(t *testing.T, env *harness.Env, vm harness.VM, n int) {
+	t.Helper()
+	deadline := time.Now().Add(bootTimeout)
+	for strings.Count(env.ConsoleLog(vm), "COCOON-READY") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("VM %s: boot %d not ready; console:\n%s", vm.Name, n, tail(env.ConsoleLog(vm)))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

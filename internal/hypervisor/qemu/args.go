@@ -3,6 +3,7 @@ package qemu
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -25,21 +26,29 @@ const (
 	netTxQueueSize = 256
 )
 
-// argBuilder renders a VMSpec as QEMU arguments. With tapByName it names TAP devices
-// (DebugCommand) instead of passing the open fds in NIC.Files (Start).
+// argBuilder renders a VMSpec as QEMU arguments: the spec gives host-side things (files, TAP
+// fds, sockets, boot payload), the layout the guest-visible machine. With tapByName it names
+// TAP devices (DebugCommand) instead of passing the open fds in NIC.Files (Start).
 type argBuilder struct {
 	spec       hypervisor.VMSpec
+	layout     layout
 	accel      string
 	tcgCacheMB int
 	tapByName  bool
-	args       []string
-	files      []*os.File // ExtraFiles: fd 3+i in the child
+	// incoming makes QEMU wait for a migration stream (StartFromSnapshot).
+	incoming bool
+	// swap marks NICs that start as the snapshot's device on a throw-away TAP (see nics);
+	// swapFDs receives the fd numbers of their real TAP queues, for netdev_add after the swap.
+	swap    []bool
+	swapFDs [][]string
+	args    []string
+	files   []*os.File // ExtraFiles: fd 3+i in the child
 }
 
 func (b *argBuilder) add(args ...string) { b.args = append(b.args, args...) }
 
 func (b *argBuilder) build() ([]string, []*os.File) {
-	s := b.spec
+	s, l := b.spec, b.layout
 	name := s.Name
 	if name == "" {
 		name = s.ID
@@ -48,12 +57,20 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 		"-machine", "q35,memory-backend=ram",
 		"-nodefaults", "-no-user-config", "-display", "none", "-msg", "timestamp=on")
 	b.accelerator()
-	b.add("-smp", strconv.Itoa(s.CPUs),
-		"-m", strconv.FormatInt(s.MemoryBytes>>20, 10)+"M",
+	// maxcpus sizes the topology so a clone can hot-add vCPUs into the free slots.
+	b.add("-smp", fmt.Sprintf("cpus=%d,maxcpus=%d", l.BootCPUs, l.MaxCPUs))
+	for _, c := range l.HotCPUs {
+		b.add("-device", optString(c.Driver, append([]prop{{"id", c.ID}}, sortedProps(c.Props)...)))
+	}
+	share := "on"
+	if !l.RAM.Shared {
+		share = "off"
+	}
+	b.add("-m", strconv.FormatInt(l.MemoryBytes>>20, 10)+"M",
 		// A shared file mapping: snapshots save device state with x-ignore-shared and keep
 		// the file; clones map a copy of it with share=off (copy-on-write).
-		"-object", fmt.Sprintf("memory-backend-file,id=ram,size=%d,mem-path=%s,share=on,prealloc=off",
-			s.MemoryBytes, optEscape(ramPath(s))),
+		"-object", fmt.Sprintf("memory-backend-file,id=ram,size=%d,mem-path=%s,share=%s,prealloc=off",
+			l.MemoryBytes, optEscape(l.RAM.File), share),
 		"-qmp", "unix:"+optEscape(qmpPath(s.RunDir))+",server=on,wait=off",
 		// The serial console is a socket for `vm console` and is also logged in full.
 		"-chardev", fmt.Sprintf("socket,id=console,path=%s,server=on,wait=off,logfile=%s,logappend=on",
@@ -66,12 +83,19 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 	b.rootPorts() // before any auto-addressed PCI device, so their slots stay free
 	b.disks()
 	b.nics()
-	if s.Balloon {
-		b.add("-device", "virtio-balloon-pci,id=balloon0,deflate-on-oom=on,free-page-reporting=on")
+	if l.Balloon {
+		// No free-page-reporting: QEMU 7.2 discards reported pages by punching holes in the
+		// RAM file even when it is a private (share=off) mapping, which would zero pages of
+		// the snapshot file that every clone maps. Freed memory goes back to the host only
+		// through the balloon target.
+		b.add("-device", "virtio-balloon-pci,id=balloon0,deflate-on-oom=on")
 	}
 	b.add("-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
 		"-device", "i6300esb,id=watchdog0", "-action", "watchdog=reset")
+	if b.incoming {
+		b.add("-incoming", "defer")
+	}
 	return b.args, b.files
 }
 
@@ -105,7 +129,7 @@ func (b *argBuilder) boot() {
 
 // rootPorts packs the ports eight to a slot (functions 0-7) from slot 2 on.
 func (b *argBuilder) rootPorts() {
-	for i := range len(b.spec.NICs) + spareRootPorts {
+	for i := range len(b.layout.NICs) + spareRootPorts {
 		slot, fn := 2+i/8, i%8
 		opt := fmt.Sprintf("pcie-root-port,id=%s,bus=pcie.0,chassis=%d,port=%#x,addr=%#x.%d,io-reserve=0",
 			rootPort(i), i+1, 0x10+i, slot, fn)
@@ -119,10 +143,6 @@ func (b *argBuilder) rootPorts() {
 func rootPort(i int) string { return "rp" + strconv.Itoa(i) }
 
 func (b *argBuilder) disks() {
-	queueSize := b.spec.DiskQueueSize
-	if queueSize == 0 {
-		queueSize = defaultDiskQueueSize
-	}
 	for i, d := range b.spec.Disks {
 		drive := fmt.Sprintf("file=%s,if=none,id=drive%d,format=%s", optEscape(d.Path), i, d.Format)
 		if d.ReadOnly {
@@ -140,44 +160,63 @@ func (b *argBuilder) disks() {
 		if d.Serial != "" {
 			dev += ",serial=" + optEscape(d.Serial)
 		}
-		dev += fmt.Sprintf(",num-queues=%d,queue-size=%d", b.spec.CPUs, queueSize)
+		q := b.layout.Disks[i]
+		dev += fmt.Sprintf(",num-queues=%d,queue-size=%d", q.Queues, q.QueueSize)
 		b.add("-drive", drive, "-device", dev)
 	}
 }
 
+// nics attaches every NIC on its own root port. A NIC marked in swap starts as the snapshot's
+// device (its MAC and queue layout, which the state stream must find) on a TAP that QEMU
+// creates and deletes again with the device; its real TAP fds are only handed over here and
+// wired up by netdev_add once the old device is gone.
 func (b *argBuilder) nics() {
+	b.swapFDs = make([][]string, len(b.spec.NICs))
 	for i, n := range b.spec.NICs {
-		queues := nicQueues(n)
-		netdev := fmt.Sprintf("tap,id=net%d", i)
-		if b.tapByName {
-			netdev += ",ifname=" + optEscape(n.TapName) + ",script=no,downscript=no"
-			if queues > 1 {
-				netdev += ",queues=" + strconv.Itoa(queues)
-			}
-		} else {
-			fds := make([]string, len(n.Files))
+		fds := make([]string, len(n.Files))
+		if !b.tapByName {
 			for j, f := range n.Files {
 				fds[j] = strconv.Itoa(3 + len(b.files))
 				b.files = append(b.files, f)
 			}
+		}
+		nl := b.layout.NICs[i]
+		if i < len(b.swap) && b.swap[i] {
+			b.swapFDs[i] = fds
+			netdev := fmt.Sprintf("tap,id=%s,queues=%d,script=no,downscript=no,vhost=off", oldNetdevID(i), nl.Queues)
+			b.add("-netdev", netdev, "-device", optString("virtio-net-pci", nicProps(i, oldNetdevID(i), nl)))
+			continue
+		}
+		netdev := "tap,id=" + netdevID(i)
+		if b.tapByName {
+			netdev += ",ifname=" + optEscape(n.TapName) + ",script=no,downscript=no"
+			if nl.Queues > 1 {
+				netdev += ",queues=" + strconv.Itoa(nl.Queues)
+			}
+		} else {
 			netdev += ",fds=" + strings.Join(fds, ":")
 		}
 		netdev += ",vhost=off" // no vhost-net on these hosts; QEMU's userspace path is used
-		queueSize := n.QueueSize
-		if queueSize == 0 {
-			queueSize = defaultNetQueueSize
-		}
-		// Checksum and TSO offloads are on by default whenever the TAP has vnet_hdr.
-		dev := fmt.Sprintf("virtio-net-pci,netdev=net%d,id=nic%d,bus=%s,mac=%s", i, i, rootPort(i), n.MAC)
-		if queues > 1 {
-			dev += fmt.Sprintf(",mq=on,vectors=%d", 2*queues+2)
-		}
-		dev += fmt.Sprintf(",rx_queue_size=%d,tx_queue_size=%d", queueSize, netTxQueueSize)
-		if n.MTU > 0 {
-			dev += ",host_mtu=" + strconv.Itoa(n.MTU)
-		}
-		b.add("-netdev", netdev, "-device", dev)
+		b.add("-netdev", netdev, "-device", optString("virtio-net-pci", nicProps(i, netdevID(i), nl)))
 	}
+}
+
+func netdevID(i int) string    { return "net" + strconv.Itoa(i) }
+func oldNetdevID(i int) string { return "net" + strconv.Itoa(i) + "old" }
+func nicID(i int) string       { return "nic" + strconv.Itoa(i) }
+
+// nicProps are the virtio-net device's properties; checksum and TSO offloads are on by
+// default whenever the TAP has vnet_hdr.
+func nicProps(i int, netdev string, nl nicLayout) []prop {
+	p := []prop{{"netdev", netdev}, {"id", nicID(i)}, {"bus", rootPort(i)}, {"mac", nl.MAC}}
+	if nl.Queues > 1 {
+		p = append(p, prop{"mq", true}, prop{"vectors", 2*nl.Queues + 2})
+	}
+	p = append(p, prop{"rx_queue_size", nl.QueueSize}, prop{"tx_queue_size", netTxQueueSize})
+	if nl.MTU > 0 {
+		p = append(p, prop{"host_mtu", nl.MTU})
+	}
+	return p
 }
 
 func nicQueues(n hypervisor.NIC) int {
@@ -185,6 +224,60 @@ func nicQueues(n hypervisor.NIC) int {
 		return n.Queues
 	}
 	return max(len(n.Files), 1)
+}
+
+// prop is one device property, kept typed so it renders both as a -device option and as
+// QMP device_add arguments (which reject "512" where a number is expected).
+type prop struct {
+	k string
+	v any
+}
+
+func optString(driver string, props []prop) string {
+	var sb strings.Builder
+	sb.WriteString(driver)
+	for _, p := range props {
+		sb.WriteString("," + p.k + "=")
+		switch v := p.v.(type) {
+		case bool:
+			sb.WriteString(map[bool]string{true: "on", false: "off"}[v])
+		case string:
+			sb.WriteString(optEscape(v))
+		default:
+			fmt.Fprint(&sb, v)
+		}
+	}
+	return sb.String()
+}
+
+func propMap(driver string, props []prop) map[string]any {
+	m := map[string]any{"driver": driver}
+	for _, p := range props {
+		m[p.k] = p.v
+	}
+	return m
+}
+
+func sortedProps(m map[string]any) []prop {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	props := make([]prop, len(keys))
+	for i, k := range keys {
+		props[i] = prop{k, jsonInt(m[k])}
+	}
+	return props
+}
+
+// jsonInt turns the float64 that encoding/json gives for a number back into an integer, so a
+// replayed CPU topology property renders as "1", not "1e+00".
+func jsonInt(v any) any {
+	if f, ok := v.(float64); ok && f == float64(int64(f)) {
+		return int64(f)
+	}
+	return v
 }
 
 // optEscape doubles commas, QEMU's escape inside a key=value option list.

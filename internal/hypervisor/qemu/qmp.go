@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // qmpClient is one QMP session over QEMU's unix socket.
@@ -23,6 +26,7 @@ type qmpClient struct {
 	dec    *json.Decoder
 	nextID int
 	stop   func() bool
+	events []qmpMessage // events read while waiting for replies, for waitEvent
 }
 
 type qmpError struct {
@@ -33,6 +37,7 @@ type qmpError struct {
 type qmpMessage struct {
 	QMP    json.RawMessage `json:"QMP"`
 	Event  string          `json:"event"`
+	Data   json.RawMessage `json:"data"`
 	ID     string          `json:"id"`
 	Return json.RawMessage `json:"return"`
 	Error  *qmpError       `json:"error"`
@@ -69,16 +74,30 @@ func dialQMP(ctx context.Context, path string) (*qmpClient, error) {
 }
 
 // execute runs one command and decodes its return value into result (when non-nil).
-// Asynchronous events arriving meanwhile are skipped.
+// Asynchronous events arriving meanwhile are kept for waitEvent.
 func (c *qmpClient) execute(command string, args, result any) error {
+	return c.executeWithFile(command, args, nil, result)
+}
+
+// executeWithFile is execute that also passes f's descriptor in the same socket message
+// (SCM_RIGHTS), as QMP's getfd and add-fd expect.
+func (c *qmpClient) executeWithFile(command string, args any, f *os.File, result any) error {
 	c.nextID++
 	id := fmt.Sprintf("cocoon-%d", c.nextID)
-	req := struct {
+	req, err := json.Marshal(struct {
 		Execute   string `json:"execute"`
 		Arguments any    `json:"arguments,omitempty"`
 		ID        string `json:"id"`
-	}{command, args, id}
-	if err := json.NewEncoder(c.conn).Encode(req); err != nil {
+	}{command, args, id})
+	if err != nil {
+		return fmt.Errorf("encode QMP %s: %w", command, err)
+	}
+	if f == nil {
+		_, err = c.conn.Write(req)
+	} else {
+		_, _, err = c.conn.(*net.UnixConn).WriteMsgUnix(req, unix.UnixRights(int(f.Fd())), nil)
+	}
+	if err != nil {
 		return fmt.Errorf("send QMP %s: %w", command, err)
 	}
 	for {
@@ -86,7 +105,11 @@ func (c *qmpClient) execute(command string, args, result any) error {
 		if err := c.dec.Decode(&msg); err != nil {
 			return fmt.Errorf("read QMP %s reply: %w", command, err)
 		}
-		if msg.Event != "" || msg.ID != id {
+		if msg.Event != "" {
+			c.events = append(c.events, msg)
+			continue
+		}
+		if msg.ID != id {
 			continue
 		}
 		if msg.Error != nil {
@@ -99,6 +122,30 @@ func (c *qmpClient) execute(command string, args, result any) error {
 			return fmt.Errorf("decode QMP %s reply: %w", command, err)
 		}
 		return nil
+	}
+}
+
+// waitEvent returns the first event, already received or still to come, for which match is
+// true; the session's context bounds the wait.
+func (c *qmpClient) waitEvent(match func(qmpMessage) bool) (qmpMessage, error) {
+	for i, ev := range c.events {
+		if match(ev) {
+			c.events = append(c.events[:i], c.events[i+1:]...)
+			return ev, nil
+		}
+	}
+	for {
+		var msg qmpMessage
+		if err := c.dec.Decode(&msg); err != nil {
+			return qmpMessage{}, fmt.Errorf("wait for QMP event: %w", err)
+		}
+		if msg.Event == "" {
+			continue // a reply nobody waits for
+		}
+		if match(msg) {
+			return msg, nil
+		}
+		c.events = append(c.events, msg)
 	}
 }
 

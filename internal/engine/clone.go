@@ -1,0 +1,287 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/disk"
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/image"
+	"github.com/cocoonstack/cocoon/internal/network"
+	"github.com/cocoonstack/cocoon/internal/snapshot"
+)
+
+// CloneOptions are the choices for a clone; zero values inherit from the snapshot.
+type CloneOptions struct {
+	Snapshot      string
+	Name          string
+	CPU           int
+	Memory        int64
+	Storage       int64
+	NICs          int
+	QueueSize     int
+	DiskQueueSize int
+	Network       string
+	Bridge        string
+	NoDirectIO    bool
+	Pull          bool
+}
+
+// resources are the sizes a clone or restore asks for, checked against the snapshot.
+type resources struct {
+	cpu             int
+	memory, storage int64
+}
+
+// checkGrowth refuses shrinking below the snapshot and growth the backend cannot do.
+func checkGrowth(r resources, m *snapshot.Manifest, caps hypervisor.Capabilities, backend string) error {
+	switch {
+	case r.cpu < m.CPU:
+		return fmt.Errorf("--cpu %d is below the snapshot's %d: resources can grow, not shrink", r.cpu, m.CPU)
+	case r.cpu > runtime.NumCPU():
+		return fmt.Errorf("--cpu %d exceeds the host's %d cores", r.cpu, runtime.NumCPU())
+	case r.cpu > m.CPU && (!caps.ResizeOnClone || r.cpu > m.MaxCPU):
+		return fmt.Errorf("--cpu %d: hypervisor %s can add vCPUs only up to %d on this snapshot", r.cpu, backend, min(m.MaxCPU, m.CPU))
+	case r.memory < m.Memory:
+		return fmt.Errorf("--memory %s is below the snapshot's %s: resources can grow, not shrink", humanBytes(r.memory), humanBytes(m.Memory))
+	case r.memory > m.Memory && !caps.MemoryGrowOnClone:
+		return fmt.Errorf("--memory %s: hypervisor %s cannot grow memory of a snapshot (keep %s)", humanBytes(r.memory), backend, humanBytes(m.Memory))
+	case r.storage < m.Storage:
+		return fmt.Errorf("--storage %s is below the snapshot's %s: resources can grow, not shrink", humanBytes(r.storage), humanBytes(m.Storage))
+	}
+	return nil
+}
+
+// Clone creates and runs a new VM resuming from a snapshot, with a fresh network identity.
+func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
+	snap, err := e.snaps.Resolve(ctx, o.Snapshot)
+	if err != nil {
+		return nil, err
+	}
+	m := &snap.Manifest
+	b, ok := e.backends[m.Hypervisor]
+	if !ok {
+		return nil, fmt.Errorf("snapshot %s needs hypervisor %s, which this build does not support", snap.Name, m.Hypervisor)
+	}
+	sn, ok := b.(hypervisor.Snapshotter)
+	if !ok {
+		return nil, fmt.Errorf("hypervisor %s cannot clone snapshots", b.Name())
+	}
+	r := resources{cpu: or(o.CPU, m.CPU), memory: or64(o.Memory, m.Memory), storage: or64(o.Storage, m.Storage)}
+	if err := checkGrowth(r, m, b.Capabilities(), b.Name()); err != nil {
+		return nil, err
+	}
+	nics := or(o.NICs, m.NICs)
+	switch {
+	case nics < m.NICs:
+		return nil, fmt.Errorf("--nics %d is below the snapshot's %d: resources can grow, not shrink", nics, m.NICs)
+	case nics > m.NICs:
+		return nil, fmt.Errorf("--nics %d: hypervisor %s cannot add NICs to a snapshot's %d", nics, b.Name(), m.NICs)
+	case o.QueueSize != 0 && o.QueueSize != m.QueueSize || o.DiskQueueSize != 0 && o.DiskQueueSize != m.DiskQueueSize:
+		return nil, fmt.Errorf("--queue-size/--disk-queue-size must match the snapshot's (%d/%d): the saved devices keep their rings", m.QueueSize, m.DiskQueueSize)
+	case o.Bridge != "" && o.Network != "":
+		return nil, fmt.Errorf("--bridge and --network are mutually exclusive: pick one")
+	}
+	if o.Name != "" {
+		if err := validateName(o.Name); err != nil {
+			return nil, err
+		}
+	}
+	img, err := e.cloneImage(ctx, snap, o.Pull)
+	if err != nil {
+		return nil, err
+	}
+	req := network.Request{NICs: nics, Queues: r.cpu, QueueSize: m.QueueSize, Network: o.Network, Bridge: o.Bridge}
+	if req.Network == "" && req.Bridge == "" {
+		req.Network = m.Network
+	}
+	if nics > 0 {
+		if err := e.net.Validate(req); err != nil {
+			return nil, err
+		}
+	}
+
+	id := rand.Text()
+	now := time.Now().UTC()
+	vm := &VM{ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
+		Config: VMConfig{CPU: r.cpu, MaxCPU: m.MaxCPU, Memory: r.memory, Storage: r.storage, NICs: nics, QueueSize: m.QueueSize,
+			DiskQueueSize: m.DiskQueueSize, Image: m.Image, ImageDigest: m.ImageDigest, ImageKind: m.ImageKind,
+			Network: req.Network, Bridge: o.Bridge, NoDirectIO: m.NoDirectIO || o.NoDirectIO, Windows: m.Windows, Accel: m.Accel},
+		ImageBlobIDs: setOf(m.ImageBlobIDs), FirstBooted: true, CidataAttached: hasSnapshotRole(m, "cidata"),
+		RunDir: filepath.Join(e.cfg.RunDir, id), LogDir: filepath.Join(e.cfg.LogDir, id), MemoryDir: filepath.Join(e.cfg.MemoryDir, id),
+		CreatedAt: now, UpdatedAt: now}
+	nameBase := "cocoon-clone-" + strings.ToLower(id[:8])
+	steps := []step{
+		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, nameBase) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
+		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir, vm.MemoryDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
+		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
+		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
+		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap) }, nil},
+	}
+	if err := e.withVMLock(ctx, id, func() error { return runSteps(ctx, "clone "+snap.Name, steps) }); err != nil {
+		return nil, err
+	}
+	return e.getVM(ctx, id)
+}
+
+func hasSnapshotRole(m *snapshot.Manifest, role string) bool {
+	for _, d := range m.Disks {
+		if d.Role == role {
+			return true
+		}
+	}
+	return false
+}
+
+// cloneImage finds the snapshot's base image, pulling it by its recorded digest when allowed.
+func (e *Engine) cloneImage(ctx context.Context, snap *snapshot.Snapshot, pull bool) (*image.Image, error) {
+	m := &snap.Manifest
+	img, err := e.images.Resolve(ctx, m.Image)
+	if err == nil && (m.ImageDigest == "" || img.Digest == m.ImageDigest) {
+		return img, nil
+	}
+	if err == nil {
+		slog.Warn("image tag moved since the snapshot; using the recorded digest", "image", m.Image, "snapshot_digest", m.ImageDigest, "local_digest", img.Digest)
+		if byDigest, derr := e.images.Resolve(ctx, m.ImageDigest); derr == nil {
+			return byDigest, nil
+		}
+	}
+	if !pull {
+		return nil, fmt.Errorf("base image %s (%s) of snapshot %s is not present: pull it or clone with --pull", m.Image, m.ImageDigest, snap.Name)
+	}
+	ref := m.Image
+	if m.ImageKind == string(image.KindOCI) && m.ImageDigest != "" {
+		ref = repoOf(m.Image) + "@" + m.ImageDigest
+	}
+	img, _, err = e.images.Pull(ctx, ref, false)
+	if err != nil {
+		return nil, fmt.Errorf("pull base image %s: %w", ref, err)
+	}
+	if m.ImageDigest != "" && img.Digest != m.ImageDigest {
+		return nil, fmt.Errorf("pulled %s has digest %s, the snapshot needs %s", ref, img.Digest, m.ImageDigest)
+	}
+	return img, nil
+}
+
+// repoOf strips the tag or digest from an OCI reference.
+func repoOf(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		return ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[:i]
+	}
+	return ref
+}
+
+// materialize rebuilds the VM's disks from the snapshot into dir: writable files are
+// reflinked or sparse-copied, layers and cloud bases come from the local image store.
+func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, dir string) error {
+	m := &snap.Manifest
+	layers := map[string]string{}
+	for _, l := range img.Layers {
+		layers[layerID(l.Path)] = l.Path
+	}
+	src := e.snaps.Dir(snap.ID)
+	vm.Disks = nil
+	var topDown []string
+	for _, d := range m.Disks {
+		hd := hypervisor.Disk{Role: d.Role, Serial: d.Serial, Format: hypervisor.DiskFormat(d.Format), ReadOnly: d.ReadOnly, DirectIO: d.DirectIO && !vm.Config.NoDirectIO}
+		if d.Role == "layer" {
+			p, ok := layers[d.Layer]
+			if !ok {
+				return fmt.Errorf("layer %s of snapshot %s is not in image %s", d.Layer, snap.Name, img.Ref)
+			}
+			hd.Path = p
+			topDown = append([]string{d.Serial}, topDown...)
+		} else {
+			hd.Path = filepath.Join(dir, d.File)
+			if _, err := disk.CloneFile(hd.Path, filepath.Join(src, d.File)); err != nil {
+				return fmt.Errorf("copy %s: %w", d.File, err)
+			}
+			if err := e.fixDisk(vm, img, hd); err != nil {
+				return err
+			}
+		}
+		vm.Disks = append(vm.Disks, hd)
+	}
+	if img.Kind == image.KindOCI {
+		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, topDown, e.cfg.DNS)}
+		return nil
+	}
+	vars := filepath.Join(dir, snapshot.FileFirmware)
+	if _, err := disk.CloneFile(vars, filepath.Join(src, snapshot.FileFirmware)); err != nil {
+		return fmt.Errorf("copy UEFI variables: %w", err)
+	}
+	vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
+	return nil
+}
+
+// fixDisk points a copied qcow2 overlay at this host's base blob and grows the COW disk.
+func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
+	if d.Role != "cow" {
+		return nil
+	}
+	if d.Format == hypervisor.FormatQcow2 {
+		out, err := exec.Command("qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", img.BlobPath, d.Path).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("rebase overlay on %s: %v: %s", img.BlobPath, err, strings.TrimSpace(string(out)))
+		}
+	}
+	info, err := disk.Info(d.Path)
+	if err != nil {
+		return err
+	}
+	if vm.Config.Storage > info.VirtualSize {
+		return disk.Resize(d.Path, string(d.Format), vm.Config.Storage)
+	}
+	return nil
+}
+
+// resumeFrom starts the VM's hypervisor from the snapshot's state and records it running.
+func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot) error {
+	m := &snap.Manifest
+	spec, files, err := e.buildSpec(vm, vm.CidataAttached)
+	defer closeFiles(files)
+	if err != nil {
+		return err
+	}
+	src := hypervisor.SnapshotSource{StateFile: filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileState),
+		CPUs: m.CPU, MaxCPUs: m.MaxCPU, MemoryBytes: m.Memory, MACs: m.MACs}
+	if mem := filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileMemory); fileExists(mem) {
+		src.MemoryFile = mem
+	}
+	proc, err := sn.StartFromSnapshot(ctx, spec, src)
+	if err != nil {
+		return err
+	}
+	vm.State, vm.PID, vm.PIDStart, vm.Accel, vm.LastError = StateRunning, proc.PID, proc.StartTime, proc.Accel, ""
+	now := time.Now().UTC()
+	vm.StartedAt = &now
+	_, err = e.updateVM(ctx, vm.ID, func(r *VM) error { *r = *vm; return nil })
+	return err
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func or(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func or64(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,298 @@
+// Package snapshot keeps snapshot records and their on-disk layout: one directory per snapshot
+// under <root>/snapshot/data/<id>/ holding a hypervisor-neutral manifest and the payload files
+// (device state, guest memory, writable disks), all named relative to that directory so a
+// snapshot can move between hosts.
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/store"
+)
+
+// ManifestName is the manifest's file name inside a snapshot directory.
+const ManifestName = "manifest.json"
+
+// Payload file names and roles.
+const (
+	FileState    = "state"         // device state (hypervisor format)
+	FileMemory   = "memory"        // guest RAM image (sparse); absent when RAM is in the state
+	FileCOW      = "cow.raw"       // OCI writable layer disk
+	FileOverlay  = "overlay.qcow2" // cloud image overlay (backing file rebased on clone)
+	FileCidata   = "cidata.img"
+	FileFirmware = "OVMF_VARS.fd"
+)
+
+// allowedFiles are the only names a snapshot directory (and an imported archive) may hold.
+var allowedFiles = map[string]bool{ManifestName: true, FileState: true, FileMemory: true, FileCOW: true,
+	FileOverlay: true, FileCidata: true, FileFirmware: true}
+
+// Allowed reports whether name may appear in a snapshot directory.
+func Allowed(name string) bool { return allowedFiles[name] }
+
+// Disk is one disk of the snapshotted VM, in attach order. Layers and cloud bases are referenced
+// by blob ID (content address), never by host path.
+type Disk struct {
+	Role     string `json:"role"` // layer | cow | cidata
+	Serial   string `json:"serial,omitempty"`
+	Format   string `json:"format"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+	DirectIO bool   `json:"direct_io,omitempty"`
+	File     string `json:"file,omitempty"`  // payload file, for cow and cidata
+	Layer    string `json:"layer,omitempty"` // layer digest, for layer disks
+}
+
+// File is one payload file with its apparent size, checked on import.
+type File struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+}
+
+// Manifest describes a snapshot completely; it is the first member of an export archive.
+type Manifest struct {
+	Version       int               `json:"version"`
+	Hypervisor    string            `json:"hypervisor"`
+	CPU           int               `json:"cpu"`
+	MaxCPU        int               `json:"max_cpu"`
+	Memory        int64             `json:"memory"`
+	Storage       int64             `json:"storage"`
+	NICs          int               `json:"nics"`
+	MACs          []string          `json:"macs,omitempty"`
+	QueueSize     int               `json:"queue_size,omitempty"`
+	DiskQueueSize int               `json:"disk_queue_size,omitempty"`
+	Network       string            `json:"network,omitempty"`
+	Image         string            `json:"image"`
+	ImageDigest   string            `json:"image_digest,omitempty"`
+	ImageKind     string            `json:"image_type"`
+	ImageBlobIDs  []string          `json:"image_blob_ids,omitempty"`
+	NoDirectIO    bool              `json:"no_direct_io,omitempty"`
+	Windows       bool              `json:"windows,omitempty"`
+	Accel         string            `json:"accel,omitempty"`
+	Cmdline       string            `json:"cmdline,omitempty"`
+	Disks         []Disk            `json:"disks"`
+	Files         []File            `json:"files"`
+	Extra         map[string]string `json:"extra,omitempty"`
+}
+
+// ManifestVersion is the manifest format this build reads and writes.
+const ManifestVersion = 1
+
+// Snapshot is one record of the index.
+type Snapshot struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	SourceVM    string    `json:"source_vm,omitempty"` // empty for imported snapshots
+	Pending     bool      `json:"pending,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	Manifest    Manifest  `json:"manifest"`
+}
+
+type index struct {
+	store.Header
+	Snapshots map[string]*Snapshot `json:"snapshots"`
+	Names     map[string]string    `json:"names"`
+}
+
+func (x *index) Init() {
+	if x.Snapshots == nil {
+		x.Snapshots = map[string]*Snapshot{}
+	}
+	if x.Names == nil {
+		x.Names = map[string]string{}
+	}
+}
+
+// ErrNotFound is returned for unknown snapshot refs.
+var ErrNotFound = errors.New("snapshot not found")
+
+// Store is the snapshot index plus the data directories.
+type Store struct {
+	root string // <root>/snapshot
+	idx  *store.Store[index, *index]
+}
+
+// NewStore returns the snapshot store under rootDir.
+func NewStore(rootDir string) *Store {
+	root := filepath.Join(rootDir, "snapshot")
+	return &Store{root: root, idx: store.New[index](filepath.Join(root, "db"), "snapshots", 1)}
+}
+
+// Dir is the data directory of snapshot id.
+func (s *Store) Dir(id string) string { return filepath.Join(s.root, "data", id) }
+
+// StagingDir makes a fresh directory for a snapshot being written or imported.
+func (s *Store) StagingDir(prefix string) (string, error) {
+	dir := filepath.Join(s.root, "staging")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, prefix+"-")
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+
+// Reserve inserts a pending record (name checked for uniqueness) so crashes stay visible to GC.
+func (s *Store) Reserve(ctx context.Context, snap *Snapshot) error {
+	if !nameRE.MatchString(snap.Name) {
+		return fmt.Errorf("snapshot name %q is invalid: use 1-63 letters, digits, '.', '_' or '-'", snap.Name)
+	}
+	snap.Pending = true
+	return s.idx.Update(ctx, func(x *index) error {
+		if other, ok := x.Names[snap.Name]; ok {
+			return fmt.Errorf("snapshot name %q already exists (id %s): choose another --name", snap.Name, other)
+		}
+		x.Snapshots[snap.ID] = snap
+		x.Names[snap.Name] = snap.ID
+		return nil
+	})
+}
+
+// Commit moves the staging dir into place and makes the record visible.
+func (s *Store) Commit(ctx context.Context, snap *Snapshot, staging string) error {
+	if err := os.MkdirAll(filepath.Join(s.root, "data"), 0o750); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, s.Dir(snap.ID)); err != nil {
+		return fmt.Errorf("commit snapshot %s: %w", snap.Name, err)
+	}
+	snap.Pending = false
+	return s.idx.Update(ctx, func(x *index) error {
+		x.Snapshots[snap.ID] = snap
+		return nil
+	})
+}
+
+// Drop removes a record and its data dir (used for rollback and rm).
+func (s *Store) Drop(ctx context.Context, id string) error {
+	if err := os.RemoveAll(s.Dir(id)); err != nil {
+		return fmt.Errorf("remove snapshot data %s: %w", id, err)
+	}
+	return s.idx.Update(ctx, func(x *index) error {
+		if snap, ok := x.Snapshots[id]; ok {
+			if x.Names[snap.Name] == id {
+				delete(x.Names, snap.Name)
+			}
+			delete(x.Snapshots, id)
+		}
+		return nil
+	})
+}
+
+// List returns committed snapshots, oldest first.
+func (s *Store) List(ctx context.Context) ([]Snapshot, error) {
+	var out []Snapshot
+	err := s.idx.Read(ctx, func(x *index) error {
+		for _, snap := range x.Snapshots {
+			if !snap.Pending {
+				out = append(out, *snap)
+			}
+		}
+		return nil
+	})
+	sortByCreated(out)
+	return out, err
+}
+
+// Resolve finds a committed snapshot by ID, name or unique ID prefix (≥ 3 chars).
+func (s *Store) Resolve(ctx context.Context, ref string) (*Snapshot, error) {
+	all, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var hits []*Snapshot
+	for i := range all {
+		if all[i].ID == ref || all[i].Name == ref {
+			return &all[i], nil
+		}
+		if len(ref) >= 3 && strings.HasPrefix(all[i].ID, strings.ToUpper(ref)) {
+			hits = append(hits, &all[i])
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return nil, fmt.Errorf("snapshot %q: %w (see 'cocoon snapshot list')", ref, ErrNotFound)
+	default:
+		return nil, fmt.Errorf("snapshot %q is ambiguous: %d snapshots have IDs starting with it", ref, len(hits))
+	}
+}
+
+// ReadManifest loads and validates the manifest of a snapshot directory.
+func ReadManifest(dir string) (*Manifest, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil, fmt.Errorf("invalid snapshot: %s missing: %w", ManifestName, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("invalid snapshot: parse %s: %w", ManifestName, err)
+	}
+	if m.Version != ManifestVersion {
+		return nil, fmt.Errorf("unsupported snapshot manifest version %d (this cocoon reads %d)", m.Version, ManifestVersion)
+	}
+	return &m, m.check(dir)
+}
+
+// check verifies every declared file exists with its declared apparent size and nothing else
+// is present.
+func (m *Manifest) check(dir string) error {
+	declared := map[string]bool{ManifestName: true}
+	for _, f := range m.Files {
+		if !Allowed(f.Name) || f.Name == ManifestName {
+			return fmt.Errorf("invalid snapshot: manifest declares unexpected file %q", f.Name)
+		}
+		st, err := os.Lstat(filepath.Join(dir, f.Name))
+		if err != nil || !st.Mode().IsRegular() {
+			return fmt.Errorf("invalid snapshot: file %s is missing or not a regular file", f.Name)
+		}
+		if st.Size() != f.Size {
+			return fmt.Errorf("invalid snapshot: file %s has %d bytes, manifest declares %d", f.Name, st.Size(), f.Size)
+		}
+		declared[f.Name] = true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !declared[e.Name()] {
+			return fmt.Errorf("invalid snapshot: undeclared file %s", e.Name())
+		}
+	}
+	return nil
+}
+
+// WriteManifest records the payload files' sizes and writes the manifest atomically.
+func WriteManifest(dir string, m *Manifest) error {
+	m.Version = ManifestVersion
+	m.Files = m.Files[:0]
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == ManifestName {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		m.Files = append(m.Files, File{Name: e.Name(), Size: info.Size()})
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(filepath.Join(dir, ManifestName), append(data, '\n'), 0o644)
+}

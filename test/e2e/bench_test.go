@@ -1,0 +1,186 @@
+package e2e
+
+// Benchmarks report ratios measured in one run (absolute times on shared machines are noise).
+// Run with `make bench` (root). Each benchmark does its own measurements once per b.N loop.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+// timeUntil returns how long it takes from start until the file at path contains want.
+func timeUntil(b *testing.B, start time.Time, path, want string, timeout time.Duration) time.Duration {
+	b.Helper()
+	for {
+		if data, _ := os.ReadFile(path); strings.Contains(string(data), want) {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			b.Fatalf("%q not in %s within %s", want, path, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// BenchmarkBootVsBareQEMU: `vm run` → ready line, against the same argv run by hand.
+func BenchmarkBootVsBareQEMU(b *testing.B) {
+	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	var engine, bare, create []time.Duration
+	for i := 0; i < 3*b.N; i++ {
+		name := fmt.Sprintf("boot%d", i)
+		t0 := time.Now()
+		env.MustRun("vm", "create", "--name", name, "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+		create = append(create, time.Since(t0))
+		t0 = time.Now()
+		env.MustRun("vm", "start", name)
+		vm := env.Inspect(name)
+		engine = append(engine, timeUntil(b, t0, filepath.Join(vm.LogDir, "console.log"), "COCOON-READY", 5*time.Minute))
+		env.MustRun("vm", "stop", "--force", name)
+
+		// The same argv by hand (the VM is stopped: its disks are free).
+		argv, err := os.ReadFile(filepath.Join(vm.RunDir, "cmdline"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		log := filepath.Join(vm.LogDir, "console.log")
+		_ = os.Remove(log)
+		t0 = time.Now()
+		cmd := exec.Command("bash", "-c", "exec "+strings.TrimSpace(string(argv)))
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		bare = append(bare, timeUntil(b, t0, log, "COCOON-READY", 5*time.Minute))
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		env.MustRun("vm", "rm", name)
+	}
+	b.ReportMetric(median(engine).Seconds(), "engine-boot-s")
+	b.ReportMetric(median(bare).Seconds(), "bare-qemu-boot-s")
+	b.ReportMetric(float64(median(engine))/float64(median(bare)), "engine/bare")
+	b.ReportMetric(float64(median(create).Milliseconds()), "vm-create-ms")
+}
+
+// BenchmarkCloneVsColdBoot: clone → running against a cold boot to ready, and clone time of a
+// 1 GiB against an 8 GiB guest.
+func BenchmarkCloneVsColdBoot(b *testing.B) {
+	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	clone := map[string]time.Duration{}
+	var cold time.Duration
+	for _, mem := range []string{"1G", "8G"} {
+		name := "src" + mem
+		t0 := time.Now()
+		env.MustRun("vm", "run", "--name", name, "--nics", "0", "--cpu", "1", "--memory", mem, ref)
+		vm := env.Inspect(name)
+		boot := timeUntil(b, t0, filepath.Join(vm.LogDir, "console.log"), "COCOON-READY", 5*time.Minute)
+		if mem == "1G" {
+			cold = boot
+		}
+		env.MustRun("snapshot", "save", "--name", "snap"+mem, name)
+		var runs []time.Duration
+		for i := 0; i < 3; i++ {
+			cname := fmt.Sprintf("clone%s-%d", mem, i)
+			t0 = time.Now()
+			env.MustRun("vm", "clone", "--name", cname, "snap"+mem)
+			runs = append(runs, time.Since(t0))
+			env.MustRun("vm", "rm", "--force", cname)
+		}
+		clone[mem] = median(runs)
+		env.MustRun("vm", "rm", "--force", name)
+	}
+	b.ReportMetric(cold.Seconds(), "cold-boot-s")
+	b.ReportMetric(clone["1G"].Seconds(), "clone-1G-s")
+	b.ReportMetric(clone["8G"].Seconds(), "clone-8G-s")
+	b.ReportMetric(float64(cold)/float64(clone["1G"]), "coldboot/clone")
+	b.ReportMetric(float64(clone["8G"])/float64(clone["1G"]), "clone8G/clone1G")
+}
+
+// BenchmarkCloneMemory: host memory added per clone for 20 clones of one 1 GiB snapshot
+// (proportional set size of the clone processes, so shared page cache is split fairly).
+func BenchmarkCloneMemory(b *testing.B) {
+	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	env.MustRun("vm", "run", "--name", "src", "--nics", "0", "--cpu", "1", "--memory", "1G", ref)
+	env.WaitConsole(env.Inspect("src"), "COCOON-READY", 5*time.Minute)
+	env.MustRun("snapshot", "save", "--name", "s", "src")
+	env.MustRun("vm", "rm", "--force", "src")
+	const n = 20
+	var pss int64
+	for i := 0; i < n; i++ {
+		env.MustRun("vm", "clone", "--name", fmt.Sprintf("m%d", i), "s")
+	}
+	time.Sleep(5 * time.Second) // let the clones settle after resume
+	for i := 0; i < n; i++ {
+		pss += pssKB(b, env.Inspect(fmt.Sprintf("m%d", i)).PID)
+	}
+	per := float64(pss) / n / 1024
+	b.ReportMetric(per, "MiB/clone")
+	b.ReportMetric(per/1024*100, "%-of-guest-RAM")
+}
+
+// pssKB reads the proportional set size of a process.
+func pssKB(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	b.Fatal("no Pss in smaps_rollup")
+	return 0
+}
+
+// BenchmarkSnapshotSave: save time against the memory the guest touched.
+func BenchmarkSnapshotSave(b *testing.B) {
+	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	env.MustRun("vm", "run", "--name", "s", "--nics", "0", "--cpu", "1", "--memory", "1G", ref)
+	vm := env.Inspect("s")
+	env.WaitConsole(vm, "COCOON-READY", 5*time.Minute)
+	touched := 0
+	for _, mb := range []int{0, 256} {
+		if mb > touched {
+			c := env.AttachConsole("s")
+			c.Send(fmt.Sprintf("\rdd if=/dev/urandom of=/tmp/fill bs=1M count=%d && echo FILLED\r", mb-touched))
+			c.Expect(0, "FILLED\r\n", 10*time.Minute)
+			c.Send("\r\x1d.")
+			_ = c.Wait(15 * time.Second)
+			touched = mb
+		}
+		t0 := time.Now()
+		env.MustRun("snapshot", "save", "--name", fmt.Sprintf("t%d", mb), "s")
+		b.ReportMetric(time.Since(t0).Seconds(), fmt.Sprintf("save-s-after-%dMiB", mb))
+	}
+}

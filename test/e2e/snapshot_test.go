@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+var counterRE = regexp.MustCompile(`COUNTER (\d+)`)
+
+// counters returns the COUNTER values printed in a console log, in order.
+func counters(log string) []int {
+	var out []int
+	for _, m := range counterRE.FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.Atoi(m[1])
+		out = append(out, n)
+	}
+	return out
+}
+
+// shell opens the VM's console, runs cmd at the tiny prompt, waits for want and detaches.
+func shell(t *testing.T, env *harness.Env, vm, cmd, want string) string {
+	t.Helper()
+	c := env.AttachConsole(vm)
+	c.Send("\r")
+	pos := c.Expect(0, "tiny# ", time.Minute)
+	c.Send(cmd + "\r")
+	end := c.Expect(pos, want, 2*time.Minute)
+	out := c.Output()[pos:end]
+	c.Send("\r\x1d.")
+	if err := c.Wait(15 * time.Second); err != nil {
+		t.Fatalf("console exit: %v", err)
+	}
+	return out
+}
+
+func snapshotID(t *testing.T, out string) string {
+	t.Helper()
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		t.Fatalf("snapshot save printed %q", out)
+	}
+	return f[0]
+}
+
+func TestSnapshotCloneCounterAndClones(t *testing.T) {
+	env, h, ref := netEnv(t, 51)
+	env.MustRun("vm", "run", "--name", "src", "--cpu", "1", "--memory", "512M", ref)
+	src := env.Inspect("src")
+	env.WaitConsole(src, "COCOON-READY", bootTimeout)
+	shell(t, env, "src", "echo before-snap > /root/marker; cocoon-counter &", "tiny# ")
+	env.WaitConsole(src, "COUNTER 20", time.Minute)
+
+	env.MustFail("snapshot not found", "vm", "clone", "nope")
+	env.MustRun("snapshot", "save", "--name", "s1", "--description", "counter running", "src")
+	savedAt := counters(env.ConsoleLog(src))
+	atSave := savedAt[len(savedAt)-1]
+	// The original keeps running during and after the save.
+	env.WaitConsole(src, fmt.Sprintf("COUNTER %d", atSave+10), time.Minute)
+	if list := env.MustRun("snapshot", "list"); !strings.Contains(list, "s1") || !strings.Contains(list, "counter running") {
+		t.Fatalf("snapshot list:\n%s", list)
+	}
+
+	// Five clones of one snapshot at once, each with its own IP, each reachable once the guest
+	// takes its new address (the printed hints).
+	var clones []harness.VM
+	for i := range 5 {
+		name := fmt.Sprintf("c%d", i)
+		out := env.MustRun("vm", "clone", "--name", name, "s1")
+		if !strings.Contains(out, "ip addr add") {
+			t.Fatalf("clone printed no network hints:\n%s", out)
+		}
+		clones = append(clones, env.Inspect(name))
+	}
+	ips := map[string]bool{src.Networks[0].IP: true}
+	for _, c := range clones {
+		if c.State != "running" || len(c.Networks) != 1 || ips[c.Networks[0].IP] {
+			t.Fatalf("clone %s: state %s networks %+v (IPs must be unique)", c.Name, c.State, c.Networks)
+		}
+		ips[c.Networks[0].IP] = true
+		if c.Networks[0].MAC == src.Networks[0].MAC {
+			t.Fatalf("clone %s kept the source MAC", c.Name)
+		}
+	}
+	// The counter continues from the snapshot value in a clone (not from 0).
+	c0log := env.WaitConsole(clones[0], "COUNTER", time.Minute)
+	first := counters(c0log)[0]
+	if first < atSave-5 || first > atSave+50 {
+		t.Fatalf("clone counter starts at %d, snapshot was at %d", first, atSave)
+	}
+	for _, c := range clones {
+		n := c.Networks[0]
+		out := shell(t, env, c.Name, fmt.Sprintf("cat /root/marker; cat /sys/class/net/eth0/address; ip link set dev eth0 up && ip addr flush dev eth0 && ip addr add %s/24 dev eth0 && echo NET-OK", n.IP), "NET-OK")
+		if !strings.Contains(out, "before-snap") || !strings.Contains(out, n.MAC) {
+			t.Fatalf("clone %s: marker or new MAC missing in guest:\n%s", c.Name, out)
+		}
+		if res, err := h.Exec("ping", "-c", "3", "-W", "5", n.IP); err != nil {
+			t.Fatalf("ping clone %s at %s: %v\n%s", c.Name, n.IP, err, res)
+		}
+	}
+}
+
+func TestRestoreAndResources(t *testing.T) {
+	env, _, ref := netEnv(t, 52)
+	env.MustRun("vm", "run", "--name", "r1", "--cpu", "1", "--memory", "512M", ref)
+	env.MustRun("vm", "run", "--name", "other", "--cpu", "1", "--memory", "512M", "--nics", "0", ref)
+	r1 := env.Inspect("r1")
+	env.WaitConsole(r1, "COCOON-READY", bootTimeout)
+	env.MustRun("snapshot", "save", "--name", "base", "r1")
+	shell(t, env, "r1", "echo after > /root/after-snap && sync && echo WROTE", "WROTE")
+
+	env.MustFail("was not taken from VM other", "vm", "restore", "other", "base")
+	env.MustFail("below the snapshot", "vm", "restore", "--cpu", "1", "--memory", "256M", "r1", "base")
+	env.MustRun("vm", "restore", "r1", "base")
+	after := env.Inspect("r1")
+	if after.State != "running" || after.Networks[0].IP != r1.Networks[0].IP || after.Networks[0].MAC != r1.Networks[0].MAC {
+		t.Fatalf("restore changed identity or state: %+v → %+v", r1, after)
+	}
+	out := shell(t, env, "r1", "ls /root/after-snap 2>&1; echo LS-DONE", "LS-DONE")
+	if !strings.Contains(out, "No such file") {
+		t.Fatalf("file written after the snapshot survived restore:\n%s", out)
+	}
+
+	// Clone resources: bigger CPU count is hot-added, smaller is refused, memory growth is
+	// refused on QEMU with a reason.
+	env.MustFail("below the snapshot", "vm", "clone", "--memory", "256M", "base")
+	if out := env.Run("vm", "clone", "--name", "big", "--cpu", "2", "base"); out.Err != nil {
+		t.Fatalf("clone with more CPUs: %v\n%s", out.Err, out.Stderr)
+	}
+	present := shell(t, env, "big", "cat /sys/devices/system/cpu/present; echo CPU-DONE", "CPU-DONE")
+	if !strings.Contains(present, "0-1") {
+		t.Fatalf("guest does not see the hot-added vCPU:\n%s", present)
+	}
+	env.MustFail("cannot grow memory", "vm", "clone", "--memory", "1G", "base")
+	env.MustRun("vm", "stop", "other")
+	env.MustFail("is not running", "snapshot", "save", "other")
+}
+
+func TestSnapshotExportImportAcrossRoots(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "tar")
+	env := harness.NewEnv(t)
+	layout := harness.RequireImage(t, "tiny")
+	reg := harness.NewRegistry(t)
+	ref := reg.PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	env.MustRun("vm", "run", "--name", "x1", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	x1 := env.Inspect("x1")
+	env.WaitConsole(x1, "COCOON-READY", bootTimeout)
+	shell(t, env, "x1", "echo exported > /root/marker; sync; echo OK", "OK")
+	env.MustRun("snapshot", "save", "--name", "xs", "x1")
+
+	// A file export is readable by GNU tar.
+	archivePath := filepath.Join(t.TempDir(), "xs.tar.gz")
+	env.MustRun("snapshot", "export", "-o", archivePath, "xs")
+	if out, err := exec.Command("tar", "-tzf", archivePath).CombinedOutput(); err != nil || !strings.Contains(string(out), "manifest.json") {
+		t.Fatalf("GNU tar cannot list the export: %v\n%s", err, out)
+	}
+
+	// export -o - | import into a second root, then clone there (with --pull of the image).
+	env2 := harness.NewEnv(t)
+	exp := env.Cmd(t.Context(), "snapshot", "export", "-o", "-", "xs")
+	imp := env2.Cmd(t.Context(), "snapshot", "import", "--name", "moved")
+	pipe, err := exp.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = pipe
+	if err := exp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if r := env2.RunCmd(imp); r.Err != nil {
+		t.Fatalf("import: %v\n%s", r.Err, r.Stderr)
+	}
+	if err := exp.Wait(); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	env2.MustFail("--pull", "vm", "clone", "--name", "y1", "moved")
+	env2.MustRun("vm", "clone", "--pull", "--name", "y1", "moved")
+	out := shell(t, env2, "y1", "cat /root/marker; echo CAT-DONE", "CAT-DONE")
+	if !strings.Contains(out, "exported") {
+		t.Fatalf("clone in the second root lacks the guest state:\n%s", out)
+	}
+
+	// Truncated and corrupt archives are refused and leave nothing.
+	data, err := os.ReadFile(archivePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.tar.gz")
+	for _, variant := range [][]byte{data[:len(data)/2], flipByte(data, len(data)/3)} {
+		if err := os.WriteFile(bad, variant, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env2.MustFail("import snapshot", "snapshot", "import", "--name", "broken", bad)
+	}
+	var snaps []json.RawMessage
+	if err := json.Unmarshal([]byte(env2.MustRun("snapshot", "list", "-o", "json")), &snaps); err != nil || len(snaps) != 1 {
+		t.Fatalf("failed imports left snapshots: %v %d", err, len(snaps))
+	}
+	if entries, _ := os.ReadDir(filepath.Join(env2.Root, "snapshot", "staging")); len(entries) != 0 {
+		t.Fatalf("failed imports left staging dirs: %v", entries)
+	}
+}
+
+func flipByte(b []byte, i int) []byte {
+	c := append([]byte(nil), b...)
+	c[i] ^= 0xff
+	return c
+}
