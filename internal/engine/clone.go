@@ -254,6 +254,9 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 	if err != nil {
 		return err
 	}
+	if err := mkdirs(spec.MemoryDir); err != nil {
+		return err
+	}
 	src := hypervisor.SnapshotSource{StateFile: filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileState),
 		CPUs: m.CPU, MaxCPUs: m.MaxCPU, MemoryBytes: m.Memory, MACs: m.MACs}
 	if mem := filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileMemory); fileExists(mem) {

@@ -78,6 +78,7 @@ func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
 	if rep.Networks, err = e.net.GC(ctx, live); err != nil {
 		errs = append(errs, fmt.Errorf("gc network: %w", err))
 	}
+	// Huge-page RAM dirs are left to rm: that mount is shared by every root on the host.
 	for _, dir := range []string{e.cfg.RunDir, e.cfg.LogDir, e.cfg.MemoryDir} {
 		removed, err := removeOrphanDirs(dir, live)
 		rep.VMDirs = append(rep.VMDirs, removed...)

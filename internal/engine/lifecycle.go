@@ -65,7 +65,7 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	if err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
-	if err := mkdirs(vm.RunDir, vm.LogDir, vm.MemoryDir); err != nil {
+	if err := mkdirs(vm.RunDir, vm.LogDir, spec.MemoryDir); err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
 	proc, err := b.Start(ctx, spec)
@@ -100,9 +100,11 @@ func (e *Engine) recoverNetwork(ctx context.Context, vm *VM) error {
 func (e *Engine) buildSpec(vm *VM, withCidata bool) (hypervisor.VMSpec, []*os.File, error) {
 	spec := hypervisor.VMSpec{
 		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MaxCPUs: vm.maxCPU(), MemoryBytes: vm.Config.Memory,
-		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir,
-		HugePages: false, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
+		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
 		Windows: vm.Config.Windows, DiskQueueSize: vm.Config.DiskQueueSize, Accel: vm.Config.Accel,
+	}
+	if dir := hugePageDir(vm.ID, vm.Config.Memory); dir != "" {
+		spec.MemoryDir, spec.HugePages = dir, true
 	}
 	if vm.Boot != nil {
 		spec.Boot = hypervisor.Boot{Kernel: vm.Boot.KernelPath, Initrd: vm.Boot.InitrdPath, Cmdline: vm.Boot.Cmdline,
@@ -214,7 +216,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 		if err := e.net.Teardown(ctx, vm.ID, vm.Networks); err != nil {
 			return fmt.Errorf("release network of VM %s: %w (retry rm)", vm.Name, err)
 		}
-		if err := removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir); err != nil {
+		if err := removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir, hugePageRoot(vm.ID)); err != nil {
 			return fmt.Errorf("remove files of VM %s: %w (retry rm)", vm.Name, err)
 		}
 		return e.dropRecord(ctx, vm.ID)

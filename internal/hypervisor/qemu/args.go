@@ -258,7 +258,7 @@ func propMap(driver string, props []prop) map[string]any {
 	return m
 }
 
-func sortedProps(m map[string]any) []prop {
+func sortedProps(m map[string]int64) []prop {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -266,18 +266,9 @@ func sortedProps(m map[string]any) []prop {
 	sort.Strings(keys)
 	props := make([]prop, len(keys))
 	for i, k := range keys {
-		props[i] = prop{k, jsonInt(m[k])}
+		props[i] = prop{k, m[k]}
 	}
 	return props
-}
-
-// jsonInt turns the float64 that encoding/json gives for a number back into an integer, so a
-// replayed CPU topology property renders as "1", not "1e+00".
-func jsonInt(v any) any {
-	if f, ok := v.(float64); ok && f == float64(int64(f)) {
-		return int64(f)
-	}
-	return v
 }
 
 // optEscape doubles commas, QEMU's escape inside a key=value option list.

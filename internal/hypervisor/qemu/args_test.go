@@ -47,7 +47,7 @@ func TestArgsPassTapFDsInOrderAndPlaceNICsOnRootPorts(t *testing.T) {
 		{Path: "/blobs/l,0.erofs", Format: hypervisor.FormatRaw, ReadOnly: true, Serial: "cocoon-layer0"},
 		{Path: "/run/vm/cow.raw", Format: hypervisor.FormatRaw, DirectIO: true, Serial: "cocoon-cow"},
 	}
-	ab := argBuilder{spec: s, accel: accelTCG, tcgCacheMB: 256}
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256}
 	args, files := ab.build()
 
 	if len(files) != 3 || files[0] != a || files[1] != b || files[2] != c {
@@ -95,6 +95,9 @@ func TestArgsPassTapFDsInOrderAndPlaceNICsOnRootPorts(t *testing.T) {
 	if got := option(t, args, "-object", "memory-backend-file"); got != "memory-backend-file,id=ram,size=536870912,mem-path=/dev/shm/cocoon/abc.ram,share=on,prealloc=off" {
 		t.Errorf("memory = %s", got)
 	}
+	if got := option(t, args, "-smp", ""); got != "cpus=2,maxcpus=2" {
+		t.Errorf("-smp %s", got)
+	}
 	if option(t, args, "-accel", "") != "tcg,thread=multi,tb-size=256" || option(t, args, "-cpu", "") != "max" {
 		t.Error("TCG accel/cpu wrong")
 	}
@@ -107,14 +110,15 @@ func TestArgsUEFIWindowsKVM(t *testing.T) {
 	s := baseSpec()
 	s.Boot = hypervisor.Boot{Firmware: "/usr/share/OVMF/OVMF_CODE.fd", FirmwareVars: "/run/vm/vars.fd"}
 	s.Windows, s.Balloon = true, true
-	ab := argBuilder{spec: s, accel: accelKVM}
+	s.MaxCPUs = 8
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelKVM), accel: accelKVM}
 	args, _ := ab.build()
 	joined := strings.Join(args, " ")
 	for _, want := range []string{
 		"-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
 		"-drive if=pflash,format=raw,unit=1,file=/run/vm/vars.fd",
-		"-accel kvm -cpu host,hv_relaxed", "-rtc base=localtime",
-		"virtio-balloon-pci,id=balloon0,deflate-on-oom=on,free-page-reporting=on",
+		"-accel kvm -cpu host,hv_relaxed", "-rtc base=localtime", "-smp cpus=2,maxcpus=8 ",
+		"virtio-balloon-pci,id=balloon0,deflate-on-oom=on -object",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("args lack %q:\n%s", want, joined)

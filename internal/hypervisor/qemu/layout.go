@@ -37,11 +37,11 @@ type ramLayout struct {
 }
 
 // hotCPU is one hot-added vCPU: a QEMU device with the topology properties QEMU listed for
-// its slot (query-hotpluggable-cpus).
+// its slot (query-hotpluggable-cpus: socket-id, core-id, thread-id, …, all integers).
 type hotCPU struct {
-	Driver string         `json:"driver"`
-	ID     string         `json:"id"`
-	Props  map[string]any `json:"props"`
+	Driver string           `json:"driver"`
+	ID     string           `json:"id"`
+	Props  map[string]int64 `json:"props"`
 }
 
 type diskQueue struct {

@@ -23,6 +23,8 @@ const Name = "qemu"
 type Options struct {
 	Binary     string        // default "qemu-system-x86_64" (looked up on PATH)
 	SocketWait time.Duration // how long Start waits for QMP to answer (default 10s)
+	// RestoreWait bounds StartFromSnapshot: launch, state load, NIC swaps (default 2m).
+	RestoreWait time.Duration
 	// TCGCacheMB is the TCG translation cache per VM. QEMU's default (1 GiB) grows into
 	// resident memory on long-running guests; 256 MiB holds a Linux guest's hot code.
 	TCGCacheMB int
@@ -30,19 +32,23 @@ type Options struct {
 
 // Backend drives qemu-system-x86_64.
 type Backend struct {
-	binary     string
-	socketWait time.Duration
-	tcgCacheMB int
+	binary      string
+	socketWait  time.Duration
+	restoreWait time.Duration
+	tcgCacheMB  int
 }
 
 // New returns a QEMU backend.
 func New(o Options) *Backend {
-	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, tcgCacheMB: o.TCGCacheMB}
+	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB}
 	if b.binary == "" {
 		b.binary = "qemu-system-x86_64"
 	}
 	if b.socketWait <= 0 {
 		b.socketWait = 10 * time.Second
+	}
+	if b.restoreWait <= 0 {
+		b.restoreWait = 2 * time.Minute
 	}
 	if b.tcgCacheMB <= 0 {
 		b.tcgCacheMB = 256
@@ -50,15 +56,20 @@ func New(o Options) *Backend {
 	return b
 }
 
-var _ hypervisor.Backend = (*Backend)(nil)
+var (
+	_ hypervisor.Backend     = (*Backend)(nil)
+	_ hypervisor.Snapshotter = (*Backend)(nil)
+)
 
 // Name implements hypervisor.Backend.
 func (b *Backend) Name() string { return Name }
 
 // Capabilities implements hypervisor.Backend.
 func (b *Backend) Capabilities() hypervisor.Capabilities {
-	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, ResizeOnClone: true,
-		MultiQueue: true, NICHotSwap: true, Balloon: true}
+	// No memory growth on clone: the RAM size is part of the saved machine, and memory hot-plug
+	// (pc-dimm/virtio-mem) would need slots reserved at cold boot.
+	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
+		ResizeOnClone: true, MemoryGrowOnClone: false, NICHotSwap: true}
 }
 
 // Available implements hypervisor.Backend.
@@ -108,26 +119,50 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	if err != nil {
 		return hypervisor.Process{}, err
 	}
+	l := coldLayout(spec, accel)
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB}
+	args, files := ab.build()
+	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
+	defer cancel()
+	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient, _ *hypervisor.Child) error {
+		return afterBoot(c, spec)
+	})
+	if err != nil {
+		return p, fmt.Errorf("start %w", err)
+	}
+	return p, nil
+}
+
+// launch starts QEMU with args for spec, whose guest-visible machine is l, waits for QMP and
+// runs setup on that session. On any error the process is killed and its runtime files are
+// removed; the error names QEMU's log.
+func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, args []string, files []*os.File,
+	setup func(*qmpClient, *hypervisor.Child) error) (hypervisor.Process, error) {
 	// Clearing the runtime files below would pull the sockets and RAM file out from under a
 	// running QEMU.
 	if h, err := hypervisor.Open(hypervisor.VMRef{ID: spec.ID, RunDir: spec.RunDir}, b.owner(spec.RunDir)); err == nil {
 		h.Close()
-		return hypervisor.Process{}, fmt.Errorf("VM %s is already running (pid %d): stop it first", spec.ID, h.PID)
+		return hypervisor.Process{}, fmt.Errorf("qemu for VM %s: already running (pid %d): stop it first", spec.ID, h.PID)
 	}
-	// A cold boot must not find a previous run's sockets or RAM contents.
+	// A launch must not find a previous run's sockets or RAM contents.
 	if err := removeRuntime(spec.RunDir); err != nil {
 		return hypervisor.Process{}, err
 	}
 	if err := os.Remove(ramPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
 	}
-	ab := argBuilder{spec: spec, accel: accel, tcgCacheMB: b.tcgCacheMB}
-	args, files := ab.build()
 	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binary, args, false)+"\n"), 0o600); err != nil {
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
-	if err := os.Symlink(ramPath(spec), ramLink(spec.RunDir)); err != nil {
-		return hypervisor.Process{}, fmt.Errorf("link guest RAM file of VM %s: %w", spec.ID, err)
+	err := writeLayout(spec.RunDir, l)
+	// The link marks the RAM file as this VM's own, to delete when it stops; a clone's RAM is
+	// its snapshot's file, which other clones share.
+	if err == nil && l.RAM.Shared {
+		err = os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+	}
+	if err != nil {
+		_ = removeRuntime(spec.RunDir)
+		return hypervisor.Process{}, fmt.Errorf("prepare run dir of VM %s: %w", spec.ID, err)
 	}
 
 	log := logPath(spec.LogDir)
@@ -135,41 +170,48 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binary, Args: args,
 		ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
 	if err == nil {
-		err = b.awaitQMP(ctx, spec, child, log, logStart)
+		var c *qmpClient
+		if c, err = b.awaitQMP(ctx, spec.RunDir, child, log, logStart); err == nil {
+			err = setup(c, child)
+			c.Close()
+		}
 		if err != nil {
 			child.Kill()
+			err = fmt.Errorf("%w; qemu's last words: %s", err, lastLine(log, logStart))
 		}
 	}
 	if err != nil {
 		if cerr := removeRuntime(spec.RunDir); cerr != nil {
 			slog.Warn("clean up after failed start", "vm", spec.ID, "err", cerr)
 		}
-		return hypervisor.Process{}, fmt.Errorf("start qemu for VM %s: %w (log: %s)", spec.ID, err, log)
+		return hypervisor.Process{}, fmt.Errorf("qemu for VM %s: %w (log: %s)", spec.ID, err, log)
 	}
-	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", accel)
+	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", l.Accel)
 	p := child.Process
-	p.Accel = accel
+	p.Accel = l.Accel
 	return p, nil
 }
 
-// awaitQMP waits until QMP answers, then applies the post-boot settings.
-func (b *Backend) awaitQMP(ctx context.Context, spec hypervisor.VMSpec, child *hypervisor.Child, log string, logStart int64) error {
-	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
-	defer cancel()
+// awaitQMP waits until QMP answers (within the socket wait) and returns the session, which
+// then obeys ctx.
+func (b *Backend) awaitQMP(ctx context.Context, runDir string, child *hypervisor.Child, log string, logStart int64) (*qmpClient, error) {
+	deadline := time.Now().Add(b.socketWait)
 	for {
 		select {
 		case <-child.Exited():
-			return fmt.Errorf("qemu exited during startup: %s", lastLine(log, logStart))
+			return nil, fmt.Errorf("qemu exited during startup: %s", lastLine(log, logStart))
 		default:
 		}
-		c, err := dialQMP(ctx, qmpPath(spec.RunDir))
+		c, err := dialQMP(ctx, qmpPath(runDir))
 		if err == nil {
-			defer c.Close()
-			return b.afterBoot(c, spec)
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("QMP did not answer within %v: %w", b.socketWait, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("QMP did not answer within %v: %w", b.socketWait, err)
+			return nil, fmt.Errorf("wait for QMP: %w", ctx.Err())
 		case <-child.Exited():
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -178,7 +220,7 @@ func (b *Backend) awaitQMP(ctx context.Context, spec hypervisor.VMSpec, child *h
 
 // afterBoot sets the balloon target: the guest starts with 75 % of its RAM usable and can
 // reclaim the rest when it runs short (deflate-on-oom).
-func (b *Backend) afterBoot(c *qmpClient, spec hypervisor.VMSpec) error {
+func afterBoot(c *qmpClient, spec hypervisor.VMSpec) error {
 	if !spec.Balloon {
 		return nil
 	}
@@ -213,14 +255,14 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 	return removeRuntime(vm.RunDir)
 }
 
-// removeRuntime deletes what only a running QEMU needs: sockets, PID file and the guest RAM
-// file. cmdline stays as the record of the last launch.
+// removeRuntime deletes what only a running QEMU needs: sockets, PID file, device layout and
+// the guest RAM file it owns. cmdline stays as the record of the last launch.
 func removeRuntime(runDir string) error {
 	var errs []error
 	if target, err := os.Readlink(ramLink(runDir)); err == nil {
 		errs = append(errs, removeIfExists(target))
 	}
-	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir)} {
+	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)} {
 		errs = append(errs, removeIfExists(p))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -246,7 +288,7 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ab := argBuilder{spec: spec, accel: accel, tcgCacheMB: b.tcgCacheMB, tapByName: true}
+	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, tapByName: true}
 	args, _ := ab.build()
 	return shellJoin(b.binary, args, true), nil
 }

@@ -52,7 +52,7 @@ func sparseFile(t *testing.T, size int64) string {
 func assertGone(t *testing.T, spec hypervisor.VMSpec) {
 	t.Helper()
 	for _, p := range []string{qmpPath(spec.RunDir), consolePath(spec.RunDir), pidPath(spec.RunDir),
-		ramLink(spec.RunDir), ramPath(spec)} {
+		ramLink(spec.RunDir), ramPath(spec), layoutPath(spec.RunDir)} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s still exists after stop", p)
 		}

@@ -25,6 +25,8 @@ func validate(s hypervisor.VMSpec, tapByName bool) error {
 		return fmt.Errorf("VM spec has no ID")
 	case s.CPUs < 1:
 		return fmt.Errorf("VM %s: %d CPUs: at least 1 is needed", s.ID, s.CPUs)
+	case s.MaxCPUs != 0 && s.MaxCPUs < s.CPUs:
+		return fmt.Errorf("VM %s: max vCPUs %d is below its %d vCPUs", s.ID, s.MaxCPUs, s.CPUs)
 	case s.MemoryBytes < minMemory:
 		return fmt.Errorf("VM %s: memory %d bytes is below the 64 MiB minimum", s.ID, s.MemoryBytes)
 	case s.MemoryBytes%(1<<20) != 0:

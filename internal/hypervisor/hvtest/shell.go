@@ -1,0 +1,54 @@
+package hvtest
+
+import (
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Shell runs commands in the guest's console shell: it types into the serial console's unix
+// socket and reads the answer from the console log (QEMU logs guest output only).
+type Shell struct {
+	Socket, Log string
+}
+
+// Run runs cmd in the guest and returns its output, trimmed. The output is framed by markers
+// that the console's echo of the typed line cannot match (the quotes split them there).
+func (s Shell) Run(t testing.TB, cmd string) string {
+	t.Helper()
+	conn, err := net.Dial("unix", s.Socket)
+	if err != nil {
+		t.Fatalf("connect to guest console: %v", err)
+	}
+	defer conn.Close()
+	nonce := RandomID(8)
+	begin, end := "@@B"+nonce, "@@E"+nonce
+	// Guest output can still be arriving from before: read only what follows our command.
+	offset := int64(0)
+	if fi, err := os.Stat(s.Log); err == nil {
+		offset = fi.Size()
+	}
+	line := `echo "@@"B` + nonce + `; ` + cmd + `; echo "@@"E` + nonce + "\n"
+	if _, err := conn.Write([]byte(line)); err != nil {
+		t.Fatalf("type into guest console: %v", err)
+	}
+	deadline := time.Now().Add(BootTimeout)
+	for {
+		data, _ := os.ReadFile(s.Log)
+		if int64(len(data)) >= offset {
+			out := string(data[offset:])
+			if i := strings.Index(out, begin+"\r\n"); i >= 0 {
+				rest := out[i+len(begin)+2:]
+				if j := strings.Index(rest, end); j >= 0 {
+					return strings.TrimSpace(strings.ReplaceAll(rest[:j], "\r", ""))
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest did not answer %q within %v; console ends with:\n%s", cmd, BootTimeout, tail(string(data), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

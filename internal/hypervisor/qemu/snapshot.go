@@ -1,0 +1,167 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+)
+
+// Name under which a state file's descriptor is handed to QEMU (getfd, then fd:<name>).
+const stateFDName = "cocoon-state"
+
+// Pause implements hypervisor.Snapshotter: the vCPUs stop; devices and RAM stay as they are.
+func (b *Backend) Pause(ctx context.Context, vm hypervisor.VMRef) error {
+	if err := b.command(ctx, vm, "stop"); err != nil {
+		return fmt.Errorf("pause VM %s: %w", vm.ID, err)
+	}
+	return nil
+}
+
+// Resume implements hypervisor.Snapshotter. It also resumes a VM whose state was just saved
+// (QEMU's "postmigrate" state): cont re-activates the disks the migration handed over.
+func (b *Backend) Resume(ctx context.Context, vm hypervisor.VMRef) error {
+	if err := b.command(ctx, vm, "cont"); err != nil {
+		return fmt.Errorf("resume VM %s: %w", vm.ID, err)
+	}
+	return nil
+}
+
+func (b *Backend) command(ctx context.Context, vm hypervisor.VMRef, command string) error {
+	c, err := b.session(ctx, vm)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.execute(command, nil, nil)
+}
+
+// session opens QMP on the VM's hypervisor after checking that it is really running.
+func (b *Backend) session(ctx context.Context, vm hypervisor.VMRef) (*qmpClient, error) {
+	h, err := hypervisor.Open(vm, b.owner(vm.RunDir))
+	if err != nil {
+		return nil, err
+	}
+	h.Close()
+	return dialQMP(ctx, qmpPath(vm.RunDir))
+}
+
+// SaveState implements hypervisor.Snapshotter by migrating the paused VM into statePath.
+// RAM that is a share=on file is skipped (x-ignore-shared) and left to the caller to copy;
+// other RAM goes into the stream. The state file starts with a header recording the device
+// layout that StartFromSnapshot must rebuild (see stateHeader).
+func (b *Backend) SaveState(ctx context.Context, vm hypervisor.VMRef, statePath string) (hypervisor.SavedState, error) {
+	start := time.Now()
+	l, err := b.saveState(ctx, vm, statePath)
+	if err != nil {
+		return hypervisor.SavedState{}, fmt.Errorf("save state of VM %s to %s: %w", vm.ID, statePath, err)
+	}
+	slog.Debug("qemu state saved", "vm", vm.ID, "file", statePath, "ram_in_state", !l.RAM.Shared, "took", time.Since(start))
+	if !l.RAM.Shared {
+		return hypervisor.SavedState{}, nil
+	}
+	return hypervisor.SavedState{MemoryFile: l.RAM.File}, nil
+}
+
+func (b *Backend) saveState(ctx context.Context, vm hypervisor.VMRef, statePath string) (layout, error) {
+	c, err := b.session(ctx, vm)
+	if err != nil {
+		return layout{}, err
+	}
+	defer c.Close()
+	l, err := readLayout(vm.RunDir)
+	if err != nil {
+		return l, err
+	}
+	var status struct {
+		Status string `json:"status"`
+	}
+	if err := c.execute("query-status", nil, &status); err != nil {
+		return l, err
+	}
+	// postmigrate: paused, and saved before (without a resume in between).
+	if status.Status != "paused" && status.Status != "postmigrate" {
+		return l, fmt.Errorf("VM is %s: pause it first, the state of running vCPUs is not consistent", status.Status)
+	}
+	caps := []map[string]any{{"capability": "x-ignore-shared", "state": l.RAM.Shared}}
+	if err := c.execute("migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
+		return l, err
+	}
+	// QEMU's default cap (32 MiB/s) is meant for live migration over a network; the guest
+	// is paused and the target is a local file.
+	if err := c.execute("migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}, nil); err != nil {
+		return l, err
+	}
+
+	f, err := os.OpenFile(statePath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return l, err
+	}
+	err = migrateTo(ctx, c, f, l)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(statePath)
+	}
+	return l, err
+}
+
+// migrateTo streams the VM's state into f after the header space, then writes the header:
+// a crash half-way leaves a file without a header, which StartFromSnapshot rejects.
+func migrateTo(ctx context.Context, c *qmpClient, f *os.File, l layout) error {
+	if _, err := f.Seek(stateHeaderSize, 0); err != nil {
+		return err
+	}
+	if err := c.executeWithFile("getfd", map[string]string{"fdname": stateFDName}, f, nil); err != nil {
+		return err
+	}
+	if err := c.execute("migrate", map[string]string{"uri": "fd:" + stateFDName}, nil); err != nil {
+		_ = c.execute("closefd", map[string]string{"fdname": stateFDName}, nil)
+		return err
+	}
+	if err := waitMigration(ctx, c); err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	hdr, err := encodeStateHeader(stateHeader{Format: stateFormat, Version: stateVersion,
+		StreamBytes: st.Size() - stateHeaderSize, Layout: l})
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// waitMigration polls query-migrate until the migration (outgoing or incoming) is over.
+func waitMigration(ctx context.Context, c *qmpClient) error {
+	for {
+		var m struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		if err := c.execute("query-migrate", nil, &m); err != nil {
+			return err
+		}
+		switch m.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return errors.New("migration " + m.Status + ": " + m.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migration still %q: %w", m.Status, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,279 @@
+package qemu
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/disk"
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/hypervisor/hvtest"
+)
+
+// testLogWriter sends slog output (the backend's phase timings) to the test log.
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func logToTest(t *testing.T) {
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+}
+
+func randomMAC() string {
+	return "02:00:00:" + hvtest.RandomID(2) + ":" + hvtest.RandomID(2) + ":" + hvtest.RandomID(2)
+}
+
+// snapshotDir is a directory on tmpfs, where snapshot memory files live in production.
+func snapshotDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("/dev/shm", "cocoon-snap-")
+	if err != nil {
+		dir = t.TempDir()
+	} else {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	return dir
+}
+
+func shellOf(spec hypervisor.VMSpec) hvtest.Shell {
+	return hvtest.Shell{Socket: consolePath(spec.RunDir), Log: consoleLogPath(spec.LogDir)}
+}
+
+func counter(t *testing.T, sh hvtest.Shell) int {
+	t.Helper()
+	out := sh.Run(t, "cat /tmp/counter")
+	n, err := strconv.Atoi(out)
+	if err != nil {
+		t.Fatalf("guest counter %q: %v", out, err)
+	}
+	return n
+}
+
+// waitCounterAbove proves the guest's background counter loop is running.
+func waitCounterAbove(t *testing.T, sh hvtest.Shell, v int) int {
+	t.Helper()
+	deadline := time.Now().Add(hvtest.BootTimeout)
+	for {
+		if n := counter(t, sh); n > v {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest counter stuck at %d", v)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+func cloneFile(t *testing.T, dst, src string) {
+	t.Helper()
+	if _, err := disk.CloneFile(dst, src); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot pauses the VM, saves its state into dir, copies what SaveState names and the
+// VM's disks while it is paused, and resumes it, the way the engine does.
+func snapshot(t *testing.T, b *Backend, spec hypervisor.VMSpec, ref hypervisor.VMRef, dir string) (state, mem string, disks []string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := b.Pause(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	state = filepath.Join(dir, "state")
+	start := time.Now()
+	saved, err := b.SaveState(ctx, ref, state)
+	if err != nil {
+		t.Fatalf("SaveState: %v", err)
+	}
+	tookSave := time.Since(start)
+	if saved.MemoryFile != "" {
+		mem = filepath.Join(dir, "memory")
+		cloneFile(t, mem, saved.MemoryFile)
+	}
+	for i, d := range spec.Disks {
+		disks = append(disks, filepath.Join(dir, "disk"+strconv.Itoa(i)))
+		cloneFile(t, disks[i], d.Path)
+	}
+	tookAll := time.Since(start)
+	if err := b.Resume(ctx, ref); err != nil {
+		t.Fatalf("Resume after SaveState: %v", err)
+	}
+	fi, _ := os.Stat(state)
+	t.Logf("MEASURED SaveState %v (state file %d KiB, RAM in state: %v); paused for save+copies %v",
+		tookSave, fi.Size()>>10, saved.MemoryFile == "", tookAll)
+	return state, mem, disks
+}
+
+// cloneSpec is a new VM from g with its own dirs, vCPUs and a NIC on a TAP with one queue per
+// vCPU, as the network module sizes it.
+func cloneSpec(t *testing.T, g hvtest.Guest, from hypervisor.VMSpec, cpus int, disks []string) hypervisor.VMSpec {
+	s := hvtest.Spec(t, g)
+	s.CPUs, s.MaxCPUs, s.Balloon, s.MemoryBytes, s.Boot = cpus, from.MaxCPUs, from.Balloon, from.MemoryBytes, from.Boot
+	for i, d := range from.Disks {
+		d.Path = disks[i]
+		s.Disks = append(s.Disks, d)
+	}
+	for range from.NICs {
+		_, fds := hvtest.Tap(t, cpus)
+		s.NICs = append(s.NICs, hypervisor.NIC{MAC: randomMAC(), Files: fds})
+	}
+	return s
+}
+
+func startFromSnapshot(t *testing.T, b *Backend, spec hypervisor.VMSpec, src hypervisor.SnapshotSource) hypervisor.Process {
+	t.Helper()
+	start := time.Now()
+	p, err := b.StartFromSnapshot(context.Background(), spec, src)
+	if err != nil {
+		t.Fatalf("StartFromSnapshot: %v", err)
+	}
+	t.Logf("MEASURED StartFromSnapshot to running: %v (%d MiB, %d NICs)", time.Since(start), spec.MemoryBytes>>20, len(spec.NICs))
+	t.Cleanup(func() {
+		if err := b.Stop(context.Background(), refOf(spec, p), hypervisor.StopOptions{Force: true}); err != nil {
+			t.Errorf("cleanup stop: %v", err)
+		}
+	})
+	return p
+}
+
+// TestSnapshotCloneAndCloneOfClone: a snapshot of a running VM resumes it; a clone with a new
+// NIC and one more vCPU continues the guest exactly where it was, on the snapshot's memory
+// file mapped copy-on-write; a snapshot of that clone carries RAM in its state, and a clone of
+// it is again a VM with its own shared RAM file. No clone ever writes the snapshot file.
+func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
+	hvtest.RequireQEMU(t)
+	logToTest(t)
+	g := hvtest.Build(t)
+	b := New(Options{})
+	ctx := context.Background()
+
+	_, tapFiles := hvtest.Tap(t, 1)
+	spec := hvtest.Spec(t, g)
+	spec.MaxCPUs, spec.Balloon = 2, true
+	spec.Disks = []hypervisor.Disk{{Path: sparseFile(t, 16<<20), Format: hypervisor.FormatRaw, Serial: "cocoon-cow", Role: "cow"}}
+	spec.NICs = []hypervisor.NIC{{MAC: randomMAC(), Files: tapFiles}}
+	spec.Boot.Cmdline = hvtest.Cmdline(1, 1)
+	p := startVM(t, b, spec)
+	ref := refOf(spec, p)
+	hvtest.WaitForText(t, consoleLogPath(spec.LogDir), hvtest.Ready)
+	waitBalloon(t, spec) // a snapshot taken mid-inflation is covered by freezeBalloon, but keep this one simple
+	sh := shellOf(spec)
+	marker := "marker-" + hvtest.RandomID(8)
+	sh.Run(t, "echo "+marker+" >/tmp/marker; (i=0; while :; do echo $i >/tmp/counter; i=$((i+1)); usleep 100000; done) >/dev/null 2>&1 &")
+	waitCounterAbove(t, sh, 0)
+
+	dir := snapshotDir(t)
+	if _, err := b.SaveState(ctx, ref, filepath.Join(dir, "refused")); err == nil || !strings.Contains(err.Error(), "pause it first") {
+		t.Fatalf("SaveState of a running VM: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "refused")); err == nil {
+		t.Error("a refused SaveState left a state file")
+	}
+
+	beforeSnap := counter(t, sh)
+	state, mem, disks := snapshot(t, b, spec, ref, dir)
+	if mem == "" {
+		t.Fatal("SaveState of a cold-booted VM put RAM into the state instead of naming its RAM file")
+	}
+	waitCounterAbove(t, sh, counter(t, sh)) // the original runs on after Resume
+	memSum := fileSum(t, mem)
+
+	// Clone: new TAP with 2 queues and a new MAC, one more vCPU.
+	spec1 := cloneSpec(t, g, spec, 2, disks)
+	src := hypervisor.SnapshotSource{StateFile: state, MemoryFile: mem, CPUs: 1, MaxCPUs: 2,
+		MemoryBytes: spec.MemoryBytes, MACs: []string{spec.NICs[0].MAC}}
+	p1 := startFromSnapshot(t, b, spec1, src)
+	ref1 := refOf(spec1, p1)
+	sh1 := shellOf(spec1)
+	checkGuest(t, sh1, marker, spec1.NICs[0].MAC, "0-1", beforeSnap)
+	argv, _ := os.ReadFile("/proc/" + strconv.Itoa(p1.PID) + "/cmdline")
+	if want := "mem-path=" + mem + ",share=off"; !strings.Contains(string(argv), want) {
+		t.Errorf("clone's argv lacks %q: %q", want, argv)
+	}
+	if _, err := os.Lstat(ramPath(spec1)); err == nil {
+		t.Error("the clone has a RAM file of its own: the snapshot's memory was copied")
+	}
+	if _, err := os.Lstat(ramLink(spec1.RunDir)); err == nil {
+		t.Error("the clone claims the snapshot's memory file as its own RAM")
+	}
+	if !b.Alive(ref1) || b.ConsoleSocket(ref1) != consolePath(spec1.RunDir) {
+		t.Error("clone not Alive or console elsewhere")
+	}
+
+	// Snapshot of the clone: its RAM is a private mapping, so it travels in the state.
+	dir2 := snapshotDir(t)
+	state2, mem2, disks2 := snapshot(t, b, spec1, ref1, dir2)
+	if mem2 != "" {
+		t.Fatalf("SaveState of a clone named memory file %s; its RAM is a private mapping", mem2)
+	}
+	beforeSnap2 := counter(t, sh1)
+
+	spec2 := cloneSpec(t, g, spec1, 2, disks2)
+	src2 := hypervisor.SnapshotSource{StateFile: state2, CPUs: 2, MaxCPUs: 2,
+		MemoryBytes: spec1.MemoryBytes, MACs: []string{spec1.NICs[0].MAC}}
+	p2 := startFromSnapshot(t, b, spec2, src2)
+	checkGuest(t, shellOf(spec2), marker, spec2.NICs[0].MAC, "0-1", beforeSnap2)
+	ref2 := refOf(spec2, p2)
+	if err := b.Pause(ctx, ref2); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := b.SaveState(ctx, ref2, filepath.Join(dir2, "state3"))
+	if err != nil || saved.MemoryFile != ramPath(spec2) {
+		t.Errorf("clone of a clone: SaveState = %+v, %v; want its own share=on RAM file %s", saved, err, ramPath(spec2))
+	}
+	if err := b.Resume(ctx, ref2); err != nil {
+		t.Fatal(err)
+	}
+
+	if fileSum(t, mem) != memSum {
+		t.Error("the snapshot memory file changed while a clone ran on it")
+	}
+	if err := b.Stop(ctx, ref1, hypervisor.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, spec1)
+	if _, err := os.Stat(mem); err != nil {
+		t.Errorf("stopping a clone removed the snapshot memory file: %v", err)
+	}
+	waitCounterAbove(t, sh, counter(t, sh)) // the original still runs
+}
+
+// checkGuest: the guest still holds what was written before the snapshot, its counter went
+// on from at least the value read before the snapshot, and it sees the new NIC and vCPUs.
+func checkGuest(t *testing.T, sh hvtest.Shell, marker, mac, presentCPUs string, counterBefore int) {
+	t.Helper()
+	out := sh.Run(t, "cat /tmp/marker /sys/class/net/eth0/address /sys/devices/system/cpu/present; ls /sys/class/net | grep -c eth")
+	if want := strings.Join([]string{marker, mac, presentCPUs, "1"}, "\n"); out != want {
+		t.Errorf("guest reports\n%s\nwant\n%s", out, want)
+	}
+	if n := counter(t, sh); n < counterBefore {
+		t.Errorf("guest counter %d is below %d, read before the snapshot: the guest restarted", n, counterBefore)
+	} else {
+		waitCounterAbove(t, sh, n)
+	}
+}
