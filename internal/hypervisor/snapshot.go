@@ -29,7 +29,7 @@ type SnapshotSource struct {
 	// CPUs is the VM's vCPU count when it was snapshotted (its spec's CPUs, including any
 	// vCPUs hot-added on an earlier clone); spec.CPUs may be larger, up to MaxCPUs.
 	CPUs        int
-	MaxCPUs     int      // the snapshotted VM's MaxCPUs (0 = CPUs)
+	MaxCPUs     int      // the snapshotted VM's MaxCPUs (0 = CPUs); QEMU reads the real one from its state file
 	MemoryBytes int64    // must equal spec.MemoryBytes unless Capabilities.MemoryGrowOnClone
 	MACs        []string // NIC MACs inside the saved state, in order; spec.NICs has the same count
 }

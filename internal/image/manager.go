@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cocoonstack/cocoon/internal/image/blobstore"
 	"github.com/cocoonstack/cocoon/internal/image/cloudimg"
 	"github.com/cocoonstack/cocoon/internal/image/oci"
 )
@@ -79,16 +80,16 @@ func cloudStats(s cloudimg.Stats) PullStats {
 
 func (m *Manager) fromOCI(key string, e oci.Entry) Image {
 	img := Image{Kind: KindOCI, Ref: key, Digest: e.ManifestDigest, Size: e.Size, CreatedAt: e.CreatedAt,
-		Source: e.Origin, KernelPath: m.oci.KernelPath(oci.Hex(e.KernelLayer)), InitrdPath: m.oci.InitrdPath(oci.Hex(e.InitrdLayer))}
+		Source: e.Origin, KernelPath: m.oci.KernelPath(blobstore.Hex(e.KernelLayer)), InitrdPath: m.oci.InitrdPath(blobstore.Hex(e.InitrdLayer))}
 	for _, l := range e.Layers {
-		img.Layers = append(img.Layers, Layer{Digest: l.Digest, Path: m.oci.BlobPath(oci.Hex(l.Digest))})
+		img.Layers = append(img.Layers, Layer{Digest: l.Digest, Path: m.oci.BlobPath(blobstore.Hex(l.Digest))})
 	}
 	return img
 }
 
 func (m *Manager) fromCloud(key string, e cloudimg.Entry) Image {
 	return Image{Kind: KindCloud, Ref: key, Digest: e.ContentSum, BlobDigest: e.BlobDigest,
-		BlobPath: m.cloud.BlobPath(cloudimg.Hex(e.ContentSum)), VirtualSize: e.VirtualSize,
+		BlobPath: m.cloud.BlobPath(blobstore.Hex(e.ContentSum)), VirtualSize: e.VirtualSize,
 		Size: e.Size, CreatedAt: e.CreatedAt, Source: e.Source}
 }
 

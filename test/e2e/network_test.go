@@ -90,8 +90,33 @@ func TestNetworkPingMTUAndRestart(t *testing.T) {
 		t.Fatalf("ping after restart: %v\n%s", err, out)
 	}
 
+	// Host reboot: the netns is gone. start re-creates it with the same IP and MAC.
+	env.MustRun("vm", "stop", "--force", "n1")
+	if out, err := exec.Command("ip", "netns", "delete", "cocoon-"+n1.ID).CombinedOutput(); err != nil {
+		t.Fatalf("delete netns: %v %s", err, out)
+	}
+	env.MustRun("vm", "start", "n1")
+	if again := env.Inspect("n1"); again.Networks[0].IP != nic.IP || again.Networks[0].MAC != nic.MAC {
+		t.Fatalf("identity changed across network recovery: %+v → %+v", nic, again.Networks[0])
+	}
+	waitReadyCount(t, env, n1, 3)
+	if out, err := h.Exec("ping", "-c", "3", "-W", "5", nic.IP); err != nil {
+		t.Fatalf("ping after network recovery: %v\n%s", err, out)
+	}
+
 	env.MustRun("vm", "rm", "--force", "n1", "n2")
 	assertNoLeaks(t, h, n1.ID, n2.ID)
+}
+
+// --dns reaches the guest (kernel ip= for OCI images → /etc/resolv.conf).
+func TestNetworkDNS(t *testing.T) {
+	env, _, ref := netEnv(t, 44)
+	env.MustRun("--dns", "9.9.9.9,1.0.0.1", "vm", "run", "--name", "d1", "--cpu", "1", "--memory", "512M", ref)
+	env.WaitConsole(env.Inspect("d1"), "COCOON-READY", bootTimeout)
+	out := shell(t, env, "d1", "cat /etc/resolv.conf", "nameserver 9.9.9.9")
+	if !strings.Contains(out, "nameserver 9.9.9.9") || !strings.Contains(out, "nameserver 1.0.0.1") {
+		t.Fatalf("guest resolv.conf lacks the --dns servers:\n%s", out)
+	}
 }
 
 func TestNetworkBadInputAndHalfwayFailure(t *testing.T) {

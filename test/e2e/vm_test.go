@@ -114,6 +114,31 @@ func TestTwoVMsAndCrashReconciliation(t *testing.T) {
 	}
 }
 
+// A hypervisor that dies at once leaves the VM in error, with the log path in the message.
+func TestStartFailureLeavesErrorState(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs")
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "create", "--name", "broken", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	env.ExtraEnv = []string{"COCOON_QEMU_BINARY=/bin/false"}
+	r := env.MustFail("qemu.log", "vm", "start", "broken")
+	_ = r
+	env.ExtraEnv = nil
+	vm := env.Inspect("broken")
+	if vm.State != "error" {
+		t.Fatalf("state after failed start: %s", vm.State)
+	}
+	// It can be started properly afterwards, and removed without leftovers.
+	env.MustRun("vm", "start", "broken")
+	env.WaitConsole(env.Inspect("broken"), "COCOON-READY", bootTimeout)
+	env.MustRun("vm", "rm", "--force", "broken")
+	for _, dir := range []string{env.RunDir, env.LogDir, env.MemDir} {
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("rm left files in %s: %v", dir, entries)
+		}
+	}
+}
+
 // `vm debug` prints a command that really boots the same VM by hand.
 func TestDebugCommandBoots(t *testing.T) {
 	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")

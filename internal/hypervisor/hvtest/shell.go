@@ -30,7 +30,10 @@ func (s Shell) Run(t testing.TB, cmd string) string {
 	if fi, err := os.Stat(s.Log); err == nil {
 		offset = fi.Size()
 	}
-	line := `echo "@@"B` + nonce + `; ` + cmd + `; echo "@@"E` + nonce + "\n"
+	// One line (the shell echoes each line it reads, which would land inside the output);
+	// eval lets cmd end in & or contain separators of its own.
+	quoted := "'" + strings.ReplaceAll(cmd, "'", `'\''`) + "'"
+	line := `echo "@@"B` + nonce + `; eval ` + quoted + `; echo "@@"E` + nonce + "\n"
 	if _, err := conn.Write([]byte(line)); err != nil {
 		t.Fatalf("type into guest console: %v", err)
 	}

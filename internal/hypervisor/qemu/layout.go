@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,6 +108,9 @@ func writeLayout(runDir string, l layout) error {
 func readLayout(runDir string) (layout, error) {
 	var l layout
 	data, err := os.ReadFile(layoutPath(runDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return l, fmt.Errorf("no device layout recorded in %s (started by an older cocoon?): restart the VM to snapshot it", runDir)
+	}
 	if err == nil {
 		err = json.Unmarshal(data, &l)
 	}

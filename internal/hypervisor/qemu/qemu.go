@@ -124,9 +124,7 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	args, files := ab.build()
 	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
 	defer cancel()
-	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient, _ *hypervisor.Child) error {
-		return afterBoot(c, spec)
-	})
+	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient) error { return afterBoot(c, spec) })
 	if err != nil {
 		return p, fmt.Errorf("start %w", err)
 	}
@@ -137,7 +135,7 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 // runs setup on that session. On any error the process is killed and its runtime files are
 // removed; the error names QEMU's log.
 func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, args []string, files []*os.File,
-	setup func(*qmpClient, *hypervisor.Child) error) (hypervisor.Process, error) {
+	setup func(*qmpClient) error) (hypervisor.Process, error) {
 	// Clearing the runtime files below would pull the sockets and RAM file out from under a
 	// running QEMU.
 	if h, err := hypervisor.Open(hypervisor.VMRef{ID: spec.ID, RunDir: spec.RunDir}, b.owner(spec.RunDir)); err == nil {
@@ -172,12 +170,18 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	if err == nil {
 		var c *qmpClient
 		if c, err = b.awaitQMP(ctx, spec.RunDir, child, log, logStart); err == nil {
-			err = setup(c, child)
+			err = setup(c)
 			c.Close()
 		}
 		if err != nil {
-			child.Kill()
-			err = fmt.Errorf("%w; qemu's last words: %s", err, lastLine(log, logStart))
+			// When QEMU gave up by itself (a state it cannot load), its reason beats ours,
+			// which is only the lost QMP connection.
+			select {
+			case <-child.Exited():
+				err = fmt.Errorf("qemu exited: %s", lastLine(log, logStart))
+			case <-time.After(time.Second):
+				child.Kill()
+			}
 		}
 	}
 	if err != nil {
@@ -247,6 +251,18 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 			return err
 		}
 		defer c.Close()
+		// A paused guest (e.g. a snapshot that never resumed) cannot see the power button.
+		var st struct {
+			Running bool `json:"running"`
+		}
+		if err := c.execute("query-status", nil, &st); err != nil {
+			return err
+		}
+		if !st.Running {
+			if err := c.execute("cont", nil, nil); err != nil {
+				return err
+			}
+		}
 		return c.execute("system_powerdown", nil, nil)
 	}
 	if err := hypervisor.Escalate(ctx, h, powerdown, opts); err != nil {

@@ -54,9 +54,7 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 
 	ctx, cancel := context.WithTimeout(ctx, b.restoreWait)
 	defer cancel()
-	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient, _ *hypervisor.Child) error {
-		return r.run(ctx, c)
-	})
+	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient) error { return r.run(ctx, c) })
 	if err != nil {
 		return p, fmt.Errorf("start from snapshot: %w", err)
 	}

@@ -221,6 +221,9 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	if _, err := os.Lstat(ramLink(spec1.RunDir)); err == nil {
 		t.Error("the clone claims the snapshot's memory file as its own RAM")
 	}
+	if n := tunFDs(t, p1.PID); n != len(spec1.NICs[0].Files) {
+		t.Errorf("clone holds %d TAP queue fds, want %d: the snapshot NIC's stand-in TAP is still open", n, len(spec1.NICs[0].Files))
+	}
 	if !b.Alive(ref1) || b.ConsoleSocket(ref1) != consolePath(spec1.RunDir) {
 		t.Error("clone not Alive or console elsewhere")
 	}
@@ -263,6 +266,23 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	waitCounterAbove(t, sh, counter(t, sh)) // the original still runs
 }
 
+// tunFDs counts a process's open /dev/net/tun descriptors: its TAP queues.
+func tunFDs(t *testing.T, pid int) int {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if target, _ := os.Readlink(filepath.Join(dir, e.Name())); target == "/dev/net/tun" {
+			n++
+		}
+	}
+	return n
+}
+
 // checkGuest: the guest still holds what was written before the snapshot, its counter went
 // on from at least the value read before the snapshot, and it sees the new NIC and vCPUs.
 func checkGuest(t *testing.T, sh hvtest.Shell, marker, mac, presentCPUs string, counterBefore int) {
@@ -276,4 +296,95 @@ func checkGuest(t *testing.T, sh hvtest.Shell, marker, mac, presentCPUs string, 
 	} else {
 		waitCounterAbove(t, sh, n)
 	}
+}
+
+// TestRestoreStartTimeAndBrokenStateFiles restores a small and a large guest onto their own
+// VMs, as `snapshot restore` does after stopping them: same MAC and queues, so no NIC swap,
+// and the guest keeps its NIC. It measures the start (the memory file is mapped, not read, so
+// size should barely matter), then shows that a state file truncated on disk, or whose stream
+// QEMU rejects, fails with a clear error and leaves no process or runtime file behind.
+func TestRestoreStartTimeAndBrokenStateFiles(t *testing.T) {
+	hvtest.RequireQEMU(t)
+	logToTest(t)
+	g := hvtest.Build(t)
+	b := New(Options{})
+	ctx := context.Background()
+
+	var small hypervisor.SnapshotSource
+	for _, mem := range []int64{256 << 20, 1 << 30} {
+		_, tapFiles := hvtest.Tap(t, 1)
+		spec := hvtest.Spec(t, g)
+		spec.MemoryBytes, spec.MaxCPUs = mem, 2
+		spec.NICs = []hypervisor.NIC{{MAC: randomMAC(), Files: tapFiles}}
+		spec.Boot.Cmdline = hvtest.Cmdline(0, 1)
+		p := startVM(t, b, spec)
+		ref := refOf(spec, p)
+		hvtest.WaitForText(t, consoleLogPath(spec.LogDir), hvtest.Ready)
+		sh := shellOf(spec)
+		ifindex := sh.Run(t, "echo warm >/tmp/marker; cat /sys/class/net/eth0/ifindex")
+		state, memFile, _ := snapshot(t, b, spec, ref, snapshotDir(t))
+		if err := b.Stop(ctx, ref, hypervisor.StopOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		src := hypervisor.SnapshotSource{StateFile: state, MemoryFile: memFile, CPUs: 1, MaxCPUs: 2, MemoryBytes: mem,
+			MACs: []string{spec.NICs[0].MAC}}
+		p = startFromSnapshot(t, b, spec, src)
+		want := "warm\n" + ifindex + "\n" + spec.NICs[0].MAC
+		if out := sh.Run(t, "cat /tmp/marker /sys/class/net/eth0/ifindex /sys/class/net/eth0/address"); out != want {
+			t.Errorf("%d MiB restore: guest reports\n%s\nwant (same NIC, not swapped)\n%s", mem>>20, out, want)
+		}
+		if mem == 256<<20 {
+			small = src
+		}
+	}
+
+	broken := func(name string, mutate func(path string)) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), name)
+		cloneFile(t, path, small.StateFile)
+		mutate(path)
+		src := small
+		src.StateFile = path
+		_, tapFiles := hvtest.Tap(t, 1)
+		spec := hvtest.Spec(t, g)
+		spec.MaxCPUs = 2
+		spec.NICs = []hypervisor.NIC{{MAC: randomMAC(), Files: tapFiles}}
+		_, err := b.StartFromSnapshot(ctx, spec, src)
+		if err == nil {
+			t.Fatalf("%s: StartFromSnapshot succeeded", name)
+		}
+		t.Logf("%s: %v", name, err)
+		assertGone(t, spec)
+	}
+	broken("truncated", func(path string) {
+		fi, _ := os.Stat(path)
+		if err := os.Truncate(path, fi.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Cut the stream but fix up the header, so only QEMU can tell: it must fail the load.
+	broken("short-stream", func(path string) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		h, err := readStateHeader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.StreamBytes /= 2
+		hdr, _ := encodeStateHeader(h)
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(stateHeaderSize + h.StreamBytes); err != nil {
+			t.Fatal(err)
+		}
+	})
+	broken("not-a-state", func(path string) {
+		if err := os.WriteFile(path, []byte("hello\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -11,18 +11,19 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cocoonstack/cocoon/internal/image/blobstore"
 	"github.com/cocoonstack/cocoon/internal/image/sniff"
 	"github.com/cocoonstack/cocoon/internal/store"
 )
 
 // Import stores the disk image read from r (already decompressed, format as sniffed) under name.
 func (s *Store) Import(ctx context.Context, name string, r io.Reader, format sniff.Format) (*Entry, Stats, error) {
-	act := s.activity()
+	act := s.Activity()
 	if err := act.RLock(ctx); err != nil {
 		return nil, Stats{}, err
 	}
 	defer act.Unlock() //nolint:errcheck
-	f, err := tempFile(s.tempDir(), "import-*.img")
+	f, err := tempFile(s.TempDir(), "import-*.img")
 	if err != nil {
 		return nil, Stats{}, err
 	}
@@ -81,7 +82,7 @@ func (s *Store) commit(ctx context.Context, key, source, src, contentHex string,
 	}
 	e := &Entry{Ref: key, Source: source, ContentSum: "sha256:" + contentHex, BlobDigest: blobDigest,
 		VirtualSize: i.VirtualSize, Size: st.Size(), CreatedAt: time.Now().UTC()}
-	err = s.index.Update(ctx, func(idx *index) error {
+	err = s.Index.Update(ctx, func(idx *index) error {
 		idx.Images[key] = e
 		return nil
 	})
@@ -95,7 +96,7 @@ func (s *Store) commit(ctx context.Context, key, source, src, contentHex string,
 // convert writes src as a qcow2 v3 blob (mode 0444) and returns its digest. The blob is renamed
 // into place only when complete.
 func (s *Store) convert(ctx context.Context, src, format, blob string) (string, error) {
-	tmp, err := tempFile(s.tempDir(), "convert-*.qcow2")
+	tmp, err := tempFile(s.TempDir(), "convert-*.qcow2")
 	if err != nil {
 		return "", err
 	}
@@ -127,7 +128,7 @@ func (s *Store) knownBlobDigest(ctx context.Context, contentHex string) string {
 		return ""
 	}
 	for _, e := range entries {
-		if Hex(e.ContentSum) == contentHex && e.BlobDigest != "" {
+		if blobstore.Hex(e.ContentSum) == contentHex && e.BlobDigest != "" {
 			return e.BlobDigest
 		}
 	}

@@ -15,12 +15,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/cocoonstack/cocoon/internal/lock"
-	"github.com/cocoonstack/cocoon/internal/store"
+	"github.com/cocoonstack/cocoon/internal/image/blobstore"
 )
 
 const schemaVersion = 1
@@ -40,24 +37,9 @@ type Entry struct {
 }
 
 // BlobIDs are the blob hexes a VM made from e must pin.
-func (e *Entry) BlobIDs() []string { return []string{Hex(e.ContentSum)} }
+func (e *Entry) BlobIDs() []string { return []string{blobstore.Hex(e.ContentSum)} }
 
-// Hex strips the algorithm from a digest.
-func Hex(digest string) string {
-	_, hex, _ := strings.Cut(digest, ":")
-	return hex
-}
-
-type index struct {
-	store.Header
-	Images map[string]*Entry `json:"images"`
-}
-
-func (i *index) Init() {
-	if i.Images == nil {
-		i.Images = map[string]*Entry{}
-	}
-}
+type index = blobstore.Index[Entry]
 
 // Config configures a Store.
 type Config struct {
@@ -66,10 +48,14 @@ type Config struct {
 	Client   *http.Client // nil: http.DefaultClient
 }
 
+// base is embedded through an alias so its methods (Entries, Remove, TryLockGC, Collect,
+// BlobPath…) are Store's without exposing a field named after it.
+type base = blobstore.Store[Entry, *Entry]
+
 // Store is the cloud image store.
 type Store struct {
-	cfg   Config
-	index *store.Store[index, *index]
+	*base
+	cfg Config
 }
 
 // New returns the store kept under cfg.Dir; nothing is created until first use.
@@ -77,57 +63,18 @@ func New(cfg Config) *Store {
 	if cfg.Client == nil {
 		cfg.Client = http.DefaultClient
 	}
-	return &Store{cfg: cfg, index: store.New[index](filepath.Join(cfg.Dir, "db"), "images", schemaVersion)}
-}
-
-// BlobPath is the qcow2 blob named by a content hex.
-func (s *Store) BlobPath(hex string) string {
-	return filepath.Join(s.cfg.Dir, "blobs", hex+".qcow2")
-}
-
-func (s *Store) tempDir() string { return filepath.Join(s.cfg.Dir, "temp") }
-
-// activity is held shared by pulls and imports and exclusively by GC.
-func (s *Store) activity() *lock.Lock {
-	return lock.New(filepath.Join(s.cfg.Dir, "locks", "activity.lock"))
-}
-
-// Entries returns a copy of the index.
-func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
-	out := map[string]Entry{}
-	err := s.index.Read(ctx, func(idx *index) error {
-		for k, e := range idx.Images {
-			out[k] = *e
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Remove drops the index entries keys; blobs stay until GC finds them unreferenced.
-func (s *Store) Remove(ctx context.Context, keys []string) error {
-	return s.index.Update(ctx, func(idx *index) error {
-		for _, k := range keys {
-			delete(idx.Images, k)
-		}
-		return nil
-	})
+	return &Store{cfg: cfg, base: blobstore.New[Entry](blobstore.Config{
+		Dir: cfg.Dir, Kind: "cloud images", BlobExt: ".qcow2", Schema: schemaVersion,
+	})}
 }
 
 // valid returns the entry for key when its blob is present.
 func (s *Store) valid(ctx context.Context, key string) (*Entry, bool) {
-	var found *Entry
-	err := s.index.Read(ctx, func(idx *index) error {
-		if e, ok := idx.Images[key]; ok {
-			c := *e
-			found = &c
-		}
-		return nil
-	})
+	found, err := s.Lookup(ctx, key)
 	if err != nil || found == nil {
 		return nil, false
 	}
-	return found, blobOK(s.BlobPath(Hex(found.ContentSum)))
+	return found, blobOK(s.BlobPath(blobstore.Hex(found.ContentSum)))
 }
 
 func blobOK(p string) bool {

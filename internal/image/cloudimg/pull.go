@@ -33,7 +33,7 @@ func (s *Store) Pull(ctx context.Context, url string, force bool) (*Entry, Stats
 			return e, Stats{UpToDate: true}, nil
 		}
 	}
-	act := s.activity()
+	act := s.Activity()
 	if err := act.RLock(ctx); err != nil {
 		return nil, Stats{}, err
 	}
@@ -83,7 +83,7 @@ func (s *Store) download(ctx context.Context, url string) (string, string, int64
 	if resp.StatusCode != http.StatusOK {
 		return "", "", 0, fmt.Errorf("server answered %s: check the URL", resp.Status)
 	}
-	f, err := tempFile(s.tempDir(), "pull-*.img")
+	f, err := tempFile(s.TempDir(), "pull-*.img")
 	if err != nil {
 		return "", "", 0, err
 	}

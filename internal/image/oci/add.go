@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cocoonstack/cocoon/internal/image/blobstore"
 	"github.com/cocoonstack/cocoon/internal/image/progress"
 	"github.com/cocoonstack/cocoon/internal/store"
 )
@@ -59,7 +60,7 @@ func (s *Store) Add(ctx context.Context, src Source, force bool) (*Entry, Stats,
 			return e, stats, nil
 		}
 	}
-	act := s.activity()
+	act := s.Activity()
 	if err := act.RLock(ctx); err != nil {
 		return nil, stats, err
 	}
@@ -70,10 +71,10 @@ func (s *Store) Add(ctx context.Context, src Source, force bool) (*Entry, Stats,
 	}
 	defer release()
 
-	if err := os.MkdirAll(s.tempDir(), 0o750); err != nil {
+	if err := os.MkdirAll(s.TempDir(), 0o750); err != nil {
 		return nil, stats, fmt.Errorf("create temp dir: %w", err)
 	}
-	work, err := os.MkdirTemp(s.tempDir(), src.Origin+"-")
+	work, err := os.MkdirTemp(s.TempDir(), src.Origin+"-")
 	if err != nil {
 		return nil, stats, fmt.Errorf("create work dir: %w", err)
 	}
@@ -112,19 +113,12 @@ func (s *Store) Add(ctx context.Context, src Source, force bool) (*Entry, Stats,
 }
 
 func (s *Store) upToDate(ctx context.Context, src Source, hexes []string) (*Entry, bool) {
-	var found *Entry
-	err := s.index.Read(ctx, func(idx *index) error {
-		if e, ok := idx.Images[src.Key]; ok {
-			c := *e
-			found = &c
-		}
-		return nil
-	})
+	found, err := s.Lookup(ctx, src.Key)
 	if err != nil || found == nil || found.ManifestDigest != src.Digest || len(found.Layers) != len(hexes) {
 		return nil, false
 	}
 	for i, l := range found.Layers {
-		if Hex(l.Digest) != hexes[i] {
+		if blobstore.Hex(l.Digest) != hexes[i] {
 			return nil, false
 		}
 	}
@@ -245,7 +239,7 @@ func (s *Store) publish(hex string, st *staged) error {
 }
 
 func (s *Store) commit(ctx context.Context, src Source, entry *Entry) error {
-	return s.index.Update(ctx, func(idx *index) error {
+	return s.Index.Update(ctx, func(idx *index) error {
 		size, err := s.complete(entry)
 		if err != nil {
 			return fmt.Errorf("stored file vanished (%w): pull again", err)

@@ -14,17 +14,14 @@
 package oci
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/cocoonstack/cocoon/internal/lock"
-	"github.com/cocoonstack/cocoon/internal/store"
+	"github.com/cocoonstack/cocoon/internal/image/blobstore"
 )
 
 const schemaVersion = 1
@@ -52,16 +49,7 @@ type LayerRecord struct {
 	Digest string `json:"digest"`
 }
 
-type index struct {
-	store.Header
-	Images map[string]*Entry `json:"images"`
-}
-
-func (i *index) Init() {
-	if i.Images == nil {
-		i.Images = map[string]*Entry{}
-	}
-}
+type index = blobstore.Index[Entry]
 
 // Config configures a Store.
 type Config struct {
@@ -72,10 +60,14 @@ type Config struct {
 	Transport http.RoundTripper // nil: the default transport
 }
 
+// base is embedded through an alias so its methods (Entries, Remove, TryLockGC, Collect,
+// BlobPath…) are Store's without exposing a field named after it.
+type base = blobstore.Store[Entry, *Entry]
+
 // Store is the OCI image store.
 type Store struct {
-	cfg   Config
-	index *store.Store[index, *index]
+	*base
+	cfg Config
 }
 
 // New returns the store kept under cfg.Dir; nothing is created until first use.
@@ -83,12 +75,9 @@ func New(cfg Config) *Store {
 	if cfg.PoolSize < 1 {
 		cfg.PoolSize = 1
 	}
-	return &Store{cfg: cfg, index: store.New[index](filepath.Join(cfg.Dir, "db"), "images", schemaVersion)}
-}
-
-// BlobPath is the EROFS blob of layer hex.
-func (s *Store) BlobPath(hex string) string {
-	return filepath.Join(s.cfg.Dir, "blobs", hex+".erofs")
+	return &Store{cfg: cfg, base: blobstore.New[Entry](blobstore.Config{
+		Dir: cfg.Dir, Kind: "oci images", BlobExt: ".erofs", KeyedDirs: []string{"boot"}, Schema: schemaVersion,
+	})}
 }
 
 // KernelPath is the kernel extracted from layer hex.
@@ -102,41 +91,6 @@ func (s *Store) InitrdPath(hex string) string {
 }
 
 func (s *Store) bootDir(hex string) string { return filepath.Join(s.cfg.Dir, "boot", hex) }
-func (s *Store) tempDir() string           { return filepath.Join(s.cfg.Dir, "temp") }
-
-// activity is held shared by every pull and import and exclusively by GC, so GC never deletes a
-// blob that a pull has made but not yet recorded.
-func (s *Store) activity() *lock.Lock {
-	return lock.New(filepath.Join(s.cfg.Dir, "locks", "activity.lock"))
-}
-
-// Entries returns a copy of the index.
-func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
-	out := map[string]Entry{}
-	err := s.index.Read(ctx, func(idx *index) error {
-		for k, e := range idx.Images {
-			out[k] = *e
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Remove drops the index entries keys; blobs stay until GC finds them unreferenced.
-func (s *Store) Remove(ctx context.Context, keys []string) error {
-	return s.index.Update(ctx, func(idx *index) error {
-		for _, k := range keys {
-			delete(idx.Images, k)
-		}
-		return nil
-	})
-}
-
-// Hex strips the algorithm from a digest.
-func Hex(digest string) string {
-	_, hex, _ := strings.Cut(digest, ":")
-	return hex
-}
 
 // BlobIDs are the layer hexes an image needs (boot files are keyed by layer hexes too).
 func (e *Entry) BlobIDs() []string {
@@ -149,18 +103,18 @@ func (e *Entry) BlobIDs() []string {
 		}
 	}
 	for _, l := range e.Layers {
-		add(Hex(l.Digest))
+		add(blobstore.Hex(l.Digest))
 	}
-	add(Hex(e.KernelLayer))
-	add(Hex(e.InitrdLayer))
+	add(blobstore.Hex(e.KernelLayer))
+	add(blobstore.Hex(e.InitrdLayer))
 	return out
 }
 
 // complete reports whether every file e needs is present, and their total size.
 func (s *Store) complete(e *Entry) (int64, error) {
-	paths := []string{s.KernelPath(Hex(e.KernelLayer)), s.InitrdPath(Hex(e.InitrdLayer))}
+	paths := []string{s.KernelPath(blobstore.Hex(e.KernelLayer)), s.InitrdPath(blobstore.Hex(e.InitrdLayer))}
 	for _, l := range e.Layers {
-		paths = append(paths, s.BlobPath(Hex(l.Digest)))
+		paths = append(paths, s.BlobPath(blobstore.Hex(l.Digest)))
 	}
 	var size int64
 	seen := map[string]bool{}

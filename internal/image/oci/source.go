@@ -110,15 +110,15 @@ func registryError(ref string, r name.Reference, err error) error {
 // Import stores an image tar read from r under name: a `docker save` tar, an OCI layout tar,
 // or a plain root filesystem tar (one layer). r must already be decompressed.
 func (s *Store) Import(ctx context.Context, imageName string, r io.Reader) (*Entry, Stats, error) {
-	act := s.activity()
+	act := s.Activity()
 	if err := act.RLock(ctx); err != nil {
 		return nil, Stats{}, err
 	}
 	defer act.Unlock() //nolint:errcheck
-	if err := os.MkdirAll(s.tempDir(), 0o750); err != nil {
+	if err := os.MkdirAll(s.TempDir(), 0o750); err != nil {
 		return nil, Stats{}, fmt.Errorf("create temp dir: %w", err)
 	}
-	work, err := os.MkdirTemp(s.tempDir(), "import-")
+	work, err := os.MkdirTemp(s.TempDir(), "import-")
 	if err != nil {
 		return nil, Stats{}, fmt.Errorf("create work dir: %w", err)
 	}
