@@ -36,11 +36,27 @@ func TestDebianSystemdLogin(t *testing.T) {
 	c.Send("hostname; systemctl is-system-running --wait; echo done-$((40+2))\r")
 	pos = c.Expect(pos, "deb1", time.Minute)
 	c.Expect(pos, "done-42", 2*time.Minute)
+	c.Send("echo snapped > /root/marker; sync; echo m-$((1+1))\r")
+	c.Expect(pos, "m-2", time.Minute)
 	c.Send("\r\x1d.")
 	if err := c.Wait(15 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	env.MustRun("vm", "stop", "deb1")
+
+	// Snapshot the running systemd guest, clone it, log in on the clone's console.
+	env.MustRun("snapshot", "save", "--name", "deb-snap", "deb1")
+	env.MustRun("vm", "clone", "--name", "deb-clone", "deb-snap")
+	cc := env.AttachConsole("deb-clone")
+	pos = login(t, cc, "root", "cocoon", "#")
+	cc.Send("cat /root/marker; systemctl is-system-running; echo clone-$((40+2))\r")
+	pos = cc.Expect(pos, "snapped", time.Minute)
+	cc.Expect(pos, "clone-42", time.Minute)
+	cc.Send("\r\x1d.")
+	if err := cc.Wait(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	env.MustRun("vm", "stop", "deb1", "deb-clone")
 	if !processGone(vm.PID) {
 		t.Fatal("debian VM still running after stop")
 	}
