@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -107,22 +108,13 @@ func (a *app) imageList() *cobra.Command {
 }
 
 func (a *app) imageInspect() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect IMAGE",
-		Short: "Show detailed image info (JSON)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine(engine.Options{})
-			if err != nil {
-				return err
-			}
-			img, err := e.InspectImage(cmd.Context(), args[0])
-			if err != nil {
-				return fmt.Errorf("image %s: %w", args[0], err)
-			}
-			return printJSON(a.stdout, img)
-		},
-	}
+	return a.inspectCommand("inspect IMAGE", "Show detailed image info (JSON)", func(ctx context.Context, e *engine.Engine, ref string) (any, error) {
+		img, err := e.InspectImage(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", ref, err)
+		}
+		return img, nil
+	})
 }
 
 func (a *app) imageRm() *cobra.Command {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
@@ -14,4 +16,24 @@ func (a *app) moduleCommands() []*cobra.Command {
 // engine builds the engine from the loaded configuration (only commands that need state do).
 func (a *app) engine(opts engine.Options) (*engine.Engine, error) {
 	return engine.New(a.cfg, opts)
+}
+
+// inspectCommand is an `inspect REF` command printing what get returns as indented JSON.
+func (a *app) inspectCommand(use, short string, get func(context.Context, *engine.Engine, string) (any, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(engine.Options{})
+			if err != nil {
+				return err
+			}
+			v, err := get(cmd.Context(), e, args[0])
+			if err != nil {
+				return err
+			}
+			return printJSON(a.stdout, v)
+		},
+	}
 }

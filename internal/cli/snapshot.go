@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -86,22 +87,9 @@ func (a *app) snapshotList() *cobra.Command {
 }
 
 func (a *app) snapshotInspect() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect SNAPSHOT",
-		Short: "Show detailed snapshot info (JSON)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine(engine.Options{})
-			if err != nil {
-				return err
-			}
-			s, err := e.InspectSnapshot(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printJSON(a.stdout, s)
-		},
-	}
+	return a.inspectCommand("inspect SNAPSHOT", "Show detailed snapshot info (JSON)", func(ctx context.Context, e *engine.Engine, ref string) (any, error) {
+		return e.InspectSnapshot(ctx, ref)
+	})
 }
 
 func (a *app) snapshotRm() *cobra.Command {

@@ -260,22 +260,9 @@ func (a *app) printVMTable(vms []engine.VM) error {
 }
 
 func (a *app) vmInspect() *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect VM",
-		Short: "Show detailed VM info (JSON)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine(engine.Options{})
-			if err != nil {
-				return err
-			}
-			vm, err := e.InspectVM(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printJSON(a.stdout, vm)
-		},
-	}
+	return a.inspectCommand("inspect VM", "Show detailed VM info (JSON, state as observed)", func(ctx context.Context, e *engine.Engine, ref string) (any, error) {
+		return e.InspectVM(ctx, ref)
+	})
 }
 
 func (a *app) vmDebug() *cobra.Command {

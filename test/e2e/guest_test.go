@@ -37,7 +37,9 @@ func TestDebianSystemdLogin(t *testing.T) {
 	pos = c.Expect(pos, "deb1", time.Minute)
 	c.Expect(pos, "done-42", 2*time.Minute)
 	c.Send("echo snapped > /root/marker; sync; echo m-$((1+1))\r")
-	c.Expect(pos, "m-2", time.Minute)
+	pos = c.Expect(pos, "m-2", time.Minute)
+	c.Send("exit\r") // log out, so the clone resumes at a login prompt
+	c.Expect(pos, "login:", time.Minute)
 	c.Send("\r\x1d.")
 	if err := c.Wait(15 * time.Second); err != nil {
 		t.Fatal(err)
