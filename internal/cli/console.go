@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -31,9 +32,17 @@ func (a *app) vmConsole() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stderr, "Connected to %s (escape sequence: %s.)\r\n", vm.Name, escape)
-			err = console.Attach(cmd.Context(), sock, lockPath, a.stdin, a.stdout, esc)
-			fmt.Fprintf(a.stderr, "\r\nDisconnected from %s.\r\n", vm.Name)
+			attached := false
+			err = console.Attach(cmd.Context(), sock, lockPath, a.stdin, a.stdout, esc, func() {
+				attached = true
+				fmt.Fprintf(a.stderr, "Connected to %s (escape sequence: %s.)\r\n", vm.Name, escape)
+			})
+			if errors.Is(err, console.ErrAlreadyAttached) {
+				return fmt.Errorf("console of VM %s is already attached in another session: detach it there first", vm.Name)
+			}
+			if attached {
+				fmt.Fprintf(a.stderr, "\r\nDisconnected from %s.\r\n", vm.Name)
+			}
 			return err
 		},
 	}

@@ -35,8 +35,9 @@ var errDetach = errors.New("detached")
 // lockPath is held for the whole session so a second Attach fails fast with
 // ErrAlreadyAttached (the socket itself would just leave a second client hanging). When in is
 // a terminal it is put in raw mode and restored on return. Input that is not a terminal
-// (a pipe, a file) works too.
-func Attach(ctx context.Context, socketPath, lockPath string, in *os.File, out io.Writer, escape byte) error {
+// (a pipe, a file) works too. onAttached (may be nil) runs once the session is connected, so
+// callers announce a session only when there is one.
+func Attach(ctx context.Context, socketPath, lockPath string, in *os.File, out io.Writer, escape byte, onAttached func()) error {
 	l := lock.New(lockPath)
 	if err := l.TryLock(); err != nil {
 		if errors.Is(err, lock.ErrBusy) {
@@ -52,6 +53,9 @@ func Attach(ctx context.Context, socketPath, lockPath string, in *os.File, out i
 		return fmt.Errorf("connect to console %s: %w", socketPath, err)
 	}
 	defer conn.Close()
+	if onAttached != nil {
+		onAttached()
+	}
 
 	input, restore, err := openInput(in)
 	if err != nil {

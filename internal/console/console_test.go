@@ -88,7 +88,7 @@ func TestAttachRelaysAndDetaches(t *testing.T) {
 	go func() { _, _ = io.Copy(&screen, ptmx) }()
 
 	errc := make(chan error, 1)
-	go func() { errc <- Attach(context.Background(), sock, lockPath, tty, tty, DefaultEscape) }()
+	go func() { errc <- Attach(context.Background(), sock, lockPath, tty, tty, DefaultEscape, nil) }()
 	if _, err := ptmx.WriteString("echo HELLO-$((6*7))\r"); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestAttachRelaysAndDetaches(t *testing.T) {
 	r, w, _ := os.Pipe()
 	defer r.Close()
 	defer w.Close()
-	if err := Attach(context.Background(), sock, lockPath, r, io.Discard, DefaultEscape); !errors.Is(err, ErrAlreadyAttached) {
+	if err := Attach(context.Background(), sock, lockPath, r, io.Discard, DefaultEscape, nil); !errors.Is(err, ErrAlreadyAttached) {
 		t.Fatalf("second Attach: %v, want ErrAlreadyAttached", err)
 	}
 
@@ -125,7 +125,7 @@ func TestAttachRelaysAndDetaches(t *testing.T) {
 
 	// Piped input (not a terminal) with "~" as the escape character; the lock was released.
 	var out syncBuffer
-	go func() { errc <- Attach(context.Background(), sock, lockPath, r, &out, '~') }()
+	go func() { errc <- Attach(context.Background(), sock, lockPath, r, &out, '~', nil) }()
 	if _, err := w.WriteString("echo PIPE-$((2+3))\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestAttachRelaysAndDetaches(t *testing.T) {
 	}
 
 	// A VM that powers off ends the session cleanly.
-	go func() { errc <- Attach(context.Background(), sock, lockPath, r, &out, '~') }()
+	go func() { errc <- Attach(context.Background(), sock, lockPath, r, &out, '~', nil) }()
 	if _, err := w.WriteString("echo ATTACHED-$((1+1))\n"); err != nil {
 		t.Fatal(err)
 	}

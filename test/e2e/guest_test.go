@@ -107,3 +107,24 @@ func TestCloudImageUEFIAndCloudInit(t *testing.T) {
 	}
 	env.MustRun("vm", "rm", "--force", "cloud1")
 }
+
+// A cloud image VM with a NIC gets its CNI address through the cidata netplan config.
+func TestCloudImageNetwork(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "qemu-img", "nsenter")
+	qcow := harness.RequireImage(t, "cloud.qcow2")
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		t.Skip("CNI bridge plugin binary not found in /usr/lib/cni: install containernetworking-plugins")
+	}
+	env := harness.NewEnv(t)
+	url := harness.ServeFile(t, qcow)
+	env.MustRun("image", "pull", url)
+	h := harness.NewHostNet(t, env, 45)
+	env.MustRun("vm", "run", "--name", "cnet", "--cpu", "2", "--memory", "1G", url)
+	vm := env.Inspect("cnet")
+	env.WaitConsole(vm, "finished at", 8*time.Minute)
+	ip := vm.Networks[0].IP
+	if out, err := h.Exec("ping", "-c", "3", "-W", "5", ip); err != nil {
+		t.Fatalf("cloud guest not reachable at its CNI address %s: %v\n%s", ip, err, out)
+	}
+	env.MustRun("vm", "rm", "--force", "cnet")
+}

@@ -194,6 +194,20 @@ func TestSnapshotExportImportAcrossRoots(t *testing.T) {
 		t.Fatalf("clone in the second root lacks the guest state:\n%s", out)
 	}
 
+	// GC and image rm never remove what a snapshot references: with the VM and the image entry
+	// gone, the layer blobs stay, and a clone re-registers the image without converting again.
+	env.MustRun("vm", "rm", "--force", "x1")
+	env.MustRun("image", "rm", ref)
+	env.MustRun("gc")
+	blobs, _ := filepath.Glob(filepath.Join(env.Root, "oci", "blobs", "*.erofs"))
+	if len(blobs) == 0 {
+		t.Fatal("gc removed layer blobs a snapshot references")
+	}
+	env.MustRun("vm", "clone", "--pull", "--name", "x2", "xs")
+	if out := shell(t, env, "x2", "cat /root/marker", "exported"); !strings.Contains(out, "exported") {
+		t.Fatal("clone after gc lost the guest state")
+	}
+
 	// Truncated and corrupt archives are refused and leave nothing.
 	data, err := os.ReadFile(archivePath)
 	if err != nil {

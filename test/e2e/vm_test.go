@@ -42,6 +42,7 @@ func TestTinyLifecycle(t *testing.T) {
 	pos := c.Expect(0, "tiny# ", 30*time.Second)
 	c.Send("echo hello-$((6*7))\r")
 	c.Expect(pos, "hello-42", 30*time.Second)
+	env.MustFail("console of VM t1 is already attached", "vm", "console", "t1")
 	c.Send("\r\x1d.")
 	if err := c.Wait(15 * time.Second); err != nil {
 		t.Fatalf("console exit: %v", err)
