@@ -184,7 +184,9 @@ func (s Seed) netplan() netplanDoc {
 		} else {
 			eth.Addresses = []string{fmt.Sprintf("%s/%d", nic.IP, nic.Prefix)}
 			if nic.Gateway != "" {
-				eth.Routes = []route{{To: "default", Via: nic.Gateway}}
+				// "0.0.0.0/0", not netplan's "default": cloud-init before 23.x (Debian 12 has
+				// 22.4) rejects "default" and then applies no network config at all.
+				eth.Routes = []route{{To: "0.0.0.0/0", Via: nic.Gateway}}
 			}
 			if len(s.DNS) > 0 {
 				eth.Nameservers = &nameservers{Addresses: s.DNS}

@@ -122,7 +122,7 @@ func TestRenderTwoNICsNonRootUser(t *testing.T) {
 		"version": 2,
 		"ethernets": {
 			"id0": {"match": {"macaddress": "aa:bb:cc:dd:ee:01"}, "addresses": ["10.88.0.5/16"],
-			        "routes": [{"to": "default", "via": "10.88.0.1"}], "nameservers": {"addresses": ["8.8.8.8", "1.1.1.1"]}},
+			        "routes": [{"to": "0.0.0.0/0", "via": "10.88.0.1"}], "nameservers": {"addresses": ["8.8.8.8", "1.1.1.1"]}},
 			"id1": {"match": {"macaddress": "aa:bb:cc:dd:ee:02"}, "dhcp4": true}
 		}}`)
 	// The ethernets keep NIC order in the file (id0 before id1), and the MACs are quoted.
