@@ -7,7 +7,7 @@ PKG       := github.com/cocoonstack/cocoon/internal/version
 LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).BuiltAt=$(BUILT_AT)
 TEST_TIMEOUT ?= 80m
 
-.PHONY: help all deps build install images test unit e2e bench demo lint fmt clean
+.PHONY: help all deps build install images test unit bench demo lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -35,7 +35,8 @@ unit: ## Only the fast tests (no VM boots)
 bench: deps images build ## Benchmarks: ratios measured in one run
 	COCOON_BIN=$(CURDIR)/bin/cocoon $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
-demo: deps images build ## Boot the built-in tiny image, show its console, stop and remove it
+demo: deps build ## Boot the built-in tiny image, show its console, stop and remove it (root)
+	bash os-image/build.sh tiny
 	bash scripts/demo.sh
 
 lint: ## gofmt + go vet

@@ -19,9 +19,12 @@ import (
 // performance assertion: TCG on a loaded 2-core host can be very slow.
 const BootTimeout = 3 * time.Minute
 
-// RequireQEMU skips the test when QEMU is not installed.
+// RequireQEMU skips the test in -short mode (it boots a VM) and when QEMU is not installed.
 func RequireQEMU(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM: skipped in -short mode")
+	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 binary not found")
 	}
