@@ -118,22 +118,10 @@ func (a *app) imageInspect() *cobra.Command {
 }
 
 func (a *app) imageRm() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm ID [ID...]",
-		Short: "Delete locally stored image(s); blobs in use stay until gc",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine(engine.Options{})
-			if err != nil {
-				return err
-			}
-			removed, err := e.RemoveImages(cmd.Context(), args)
-			for _, r := range removed {
-				fmt.Fprintln(a.stdout, r)
-			}
-			return err
-		},
-	}
+	return a.removeCommand("rm ID [ID...]", "Delete locally stored image(s); blobs in use stay until gc",
+		func(ctx context.Context, e *engine.Engine, refs []string) ([]string, error) {
+			return e.RemoveImages(ctx, refs)
+		})
 }
 
 func short(s string, n int) string {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,26 @@ func (a *app) inspectCommand(use, short string, get func(context.Context, *engin
 				return err
 			}
 			return printJSON(a.stdout, v)
+		},
+	}
+}
+
+// removeCommand is an `rm REF...` command printing each removed ID, also when a later one fails.
+func (a *app) removeCommand(use, short string, rm func(context.Context, *engine.Engine, []string) ([]string, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := a.engine(engine.Options{})
+			if err != nil {
+				return err
+			}
+			removed, err := rm(cmd.Context(), e, args)
+			for _, r := range removed {
+				fmt.Fprintln(a.stdout, r)
+			}
+			return err
 		},
 	}
 }

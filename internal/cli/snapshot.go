@@ -93,22 +93,10 @@ func (a *app) snapshotInspect() *cobra.Command {
 }
 
 func (a *app) snapshotRm() *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm SNAPSHOT [SNAPSHOT...]",
-		Short: "Delete snapshot(s)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine(engine.Options{})
-			if err != nil {
-				return err
-			}
-			done, err := e.RemoveSnapshots(cmd.Context(), args)
-			for _, id := range done {
-				fmt.Fprintln(a.stdout, id)
-			}
-			return err
-		},
-	}
+	return a.removeCommand("rm SNAPSHOT [SNAPSHOT...]", "Delete snapshot(s)",
+		func(ctx context.Context, e *engine.Engine, refs []string) ([]string, error) {
+			return e.RemoveSnapshots(ctx, refs)
+		})
 }
 
 func (a *app) snapshotExport() *cobra.Command {
