@@ -24,8 +24,9 @@ func netPath(b *testing.B, env *harness.Env, h *harness.HostNet, vm, ip string) 
 	}
 	rtt, _ = strconv.ParseFloat(m[1], 64)
 	c := env.AttachConsole(vm)
-	c.Send("\rnc -l -p 5001 > /dev/null &\r")
-	time.Sleep(time.Second)
+	pos := c.Prompt("tiny# ", time.Minute)
+	c.Send("nc -l -p 5001 > /dev/null & echo NC-$((1+1))\r")
+	c.Expect(pos, "NC-2", time.Minute)
 	c.Send("\r\x1d.")
 	_ = c.Wait(15 * time.Second)
 	const mb = 32

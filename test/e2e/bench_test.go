@@ -173,8 +173,9 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	for _, mb := range []int{0, 256} {
 		if mb > touched {
 			c := env.AttachConsole("s")
-			c.Send(fmt.Sprintf("\rdd if=/dev/urandom of=/tmp/fill bs=1M count=%d && echo FILLED\r", mb-touched))
-			c.Expect(0, "FILLED\r\n", 10*time.Minute)
+			pos := c.Prompt("tiny# ", time.Minute)
+			c.Send(fmt.Sprintf("dd if=/dev/urandom of=/tmp/fill bs=1M count=%d && echo FILLED-$((1+1))\r", mb-touched))
+			c.Expect(pos, "FILLED-2", 10*time.Minute)
 			c.Send("\r\x1d.")
 			_ = c.Wait(15 * time.Second)
 			touched = mb

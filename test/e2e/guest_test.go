@@ -13,8 +13,7 @@ import (
 // login logs in on a fresh console session and returns the output position after the prompt.
 func login(t *testing.T, c *harness.Console, user, password, prompt string) int {
 	t.Helper()
-	c.Send("\r")
-	pos := c.Expect(0, "login:", 2*time.Minute)
+	pos := c.Prompt("login:", 2*time.Minute)
 	c.Send(user + "\r")
 	pos = c.Expect(pos, "assword:", time.Minute)
 	c.Send(password + "\r")

@@ -72,8 +72,7 @@ func TestNetworkPingMTUAndRestart(t *testing.T) {
 		t.Fatalf("ping guest from host netns: %v\n%s", err, out)
 	}
 	c := env.AttachConsole("n1")
-	c.Send("\r")
-	pos := c.Expect(0, "tiny# ", 30*time.Second)
+	pos := c.Prompt("tiny# ", time.Minute)
 	c.Send("ping -c 2 -W 5 " + n2.Networks[0].IP + " && echo PING-OK\r")
 	c.Expect(pos, "PING-OK", time.Minute)
 	c.Send("\r\x1d.")

@@ -32,8 +32,7 @@ func counters(log string) []int {
 func shell(t *testing.T, env *harness.Env, vm, cmd, want string) string {
 	t.Helper()
 	c := env.AttachConsole(vm)
-	c.Send("\r")
-	pos := c.Expect(0, "tiny# ", time.Minute)
+	pos := c.Prompt("tiny# ", time.Minute)
 	c.Send(cmd + "; echo END-$((6*7))\r")
 	end := c.Expect(pos, "END-42", 2*time.Minute)
 	out := c.Output()[pos:end]

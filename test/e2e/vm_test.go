@@ -38,8 +38,7 @@ func TestTinyLifecycle(t *testing.T) {
 
 	// The console, on a real PTY: run a command, then detach with ^] . and the VM keeps running.
 	c := env.AttachConsole("t1")
-	c.Send("\r")
-	pos := c.Expect(0, "tiny# ", 30*time.Second)
+	pos := c.Prompt("tiny# ", time.Minute)
 	c.Send("echo hello-$((6*7))\r")
 	c.Expect(pos, "hello-42", 30*time.Second)
 	env.MustFail("console of VM t1 is already attached", "vm", "console", "t1")

@@ -84,6 +84,26 @@ func (c *Console) Expect(from int, want string, timeout time.Duration) int {
 	}
 }
 
+// Prompt presses Enter until prompt shows (a key typed while the guest's shell is still
+// starting can be flushed away with the terminal's input queue) and returns the position just
+// past it.
+func (c *Console) Prompt(prompt string, timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		from := len(c.Output())
+		c.Send("\r")
+		for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(100 * time.Millisecond) {
+			if i := strings.Index(c.Output()[from:], prompt); i >= 0 {
+				return from + i + len(prompt)
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("console: no %q prompt within %s; output:\n%s", prompt, timeout, tail(c.Output(), 3000))
+		}
+	}
+}
+
 // Wait waits for the console command to exit and returns its error.
 func (c *Console) Wait(timeout time.Duration) error {
 	c.t.Helper()
