@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -218,7 +219,7 @@ func (e *Engine) finalize(ctx context.Context, vm *VM) error {
 func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
 	direct := !o.NoDirectIO
 	if direct && !disk.SupportsDirectIO(vm.RunDir) {
-		logWarn("run dir does not support O_DIRECT, writable disks use the page cache", "run_dir", vm.RunDir)
+		slog.Warn("run dir does not support O_DIRECT, writable disks use the page cache", "run_dir", vm.RunDir)
 		direct = false
 	}
 	if img.Kind == image.KindOCI {
