@@ -97,6 +97,7 @@ type Env struct {
 	Config   string
 	Netns    string // when set, commands run inside this network namespace
 	ExtraEnv []string
+	cleaned  bool
 }
 
 // NewEnv makes fresh dirs and a config file; Cleanup force-removes every VM and kills any
@@ -119,7 +120,12 @@ func NewEnv(t testing.TB) *Env {
 	return e
 }
 
+// cleanup removes every VM of the env and leftover processes; it may run more than once.
 func (e *Env) cleanup() {
+	if e.cleaned {
+		return
+	}
+	e.cleaned = true
 	if e.t.Failed() {
 		e.dumpLogs()
 	}

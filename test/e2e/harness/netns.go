@@ -36,7 +36,9 @@ func NewHostNet(t testing.TB, env *Env, n int) *HostNet {
 		ConfDir: filepath.Join(filepath.Dir(env.Config), "cni")}
 	mustCmd(t, "ip", "netns", "add", h.Netns)
 	t.Cleanup(func() {
-		// VMs are removed by env cleanup (registered later, so it runs first).
+		// Cleanups run last-registered first, so the env's own cleanup would come after this
+		// one: remove the VMs (CNI DEL needs this namespace) before deleting the namespace.
+		env.cleanup()
 		_ = exec.Command("ip", "netns", "delete", h.Netns).Run()
 		_ = os.RemoveAll("/var/lib/cni/networks/" + h.Network)
 	})
