@@ -67,6 +67,9 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		return nil, err
 	}
 	m := &snap.Manifest
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", snap.Name, err)
+	}
 	b, ok := e.backends[m.Hypervisor]
 	if !ok {
 		return nil, fmt.Errorf("snapshot %s needs hypervisor %s, which this build does not support", snap.Name, m.Hypervisor)
@@ -194,7 +197,9 @@ func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, 
 	vm.Disks = nil
 	var topDown []string
 	for _, d := range m.Disks {
-		hd := hypervisor.Disk{Role: d.Role, Serial: d.Serial, Format: hypervisor.DiskFormat(d.Format), ReadOnly: d.ReadOnly, DirectIO: d.DirectIO && !vm.Config.NoDirectIO}
+		// Format and writability follow from the role, never from the manifest's say-so.
+		hd := hypervisor.Disk{Role: d.Role, Serial: d.Serial, Format: hypervisor.DiskFormat(snapshot.DiskFormat(d)),
+			ReadOnly: snapshot.DiskReadOnly(d), DirectIO: d.DirectIO && !vm.Config.NoDirectIO}
 		if d.Role == "layer" {
 			p, ok := layers[d.Layer]
 			if !ok {
@@ -235,6 +240,9 @@ func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
 		if err != nil {
 			return fmt.Errorf("rebase overlay on %s: %v: %s", img.BlobPath, err, strings.TrimSpace(string(out)))
 		}
+		if err := checkOverlay(d.Path, img.BlobPath); err != nil {
+			return err
+		}
 	}
 	info, err := disk.Info(d.Path)
 	if err != nil {
@@ -248,7 +256,6 @@ func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
 
 // resumeFrom starts the VM's hypervisor from the snapshot's state and records it running.
 func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot) error {
-	m := &snap.Manifest
 	spec, files, err := e.buildSpec(vm, vm.CidataAttached)
 	defer closeFiles(files)
 	if err != nil {
@@ -257,12 +264,7 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 	if err := mkdirs(spec.MemoryDir); err != nil {
 		return err
 	}
-	src := hypervisor.SnapshotSource{StateFile: filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileState),
-		CPUs: m.CPU, MaxCPUs: m.MaxCPU, MemoryBytes: m.Memory, MACs: m.MACs}
-	if mem := filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileMemory); fileExists(mem) {
-		src.MemoryFile = mem
-	}
-	proc, err := sn.StartFromSnapshot(ctx, spec, src)
+	proc, err := sn.StartFromSnapshot(ctx, spec, snapshotSource(e.snaps.Dir(snap.ID), &snap.Manifest))
 	if err != nil {
 		return err
 	}

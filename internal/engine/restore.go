@@ -43,6 +43,9 @@ func (e *Engine) Restore(ctx context.Context, vmRef, snapRef string, o RestoreOp
 			return err
 		}
 		m := &snap.Manifest
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("snapshot %s: %w", snap.Name, err)
+		}
 		switch {
 		case snap.SourceVM != vm.ID:
 			return fmt.Errorf("snapshot %s was not taken from VM %s: restore only takes the VM's own snapshots (use vm clone)", snap.Name, vm.Name)

@@ -68,6 +68,9 @@ func (e *Engine) SaveSnapshot(ctx context.Context, ref string, o SaveOptions) (*
 		if err == nil {
 			err = e.capture(ctx, vm, sn, staging, &snap.Manifest)
 		}
+		if err == nil { // after the resume: digests read every payload once
+			err = snapshot.WriteManifest(staging, &snap.Manifest)
+		}
 		if err == nil {
 			err = e.snaps.Commit(ctx, snap, staging)
 		}
@@ -83,7 +86,8 @@ func (e *Engine) SaveSnapshot(ctx context.Context, ref string, o SaveOptions) (*
 	return snap, err
 }
 
-// capture pauses the VM, saves state, memory and writable disks into dir, and resumes it.
+// capture pauses the VM, saves state, memory and writable disks into dir, and resumes it;
+// m describes them, short of the file list (snapshot.WriteManifest).
 func (e *Engine) capture(ctx context.Context, vm *VM, sn hypervisor.Snapshotter, dir string, m *snapshot.Manifest) (err error) {
 	*m = manifestOf(vm)
 	if err := sn.Pause(ctx, vm.ref()); err != nil {
@@ -121,7 +125,7 @@ func (e *Engine) capture(ctx context.Context, vm *VM, sn hypervisor.Snapshotter,
 			return fmt.Errorf("capture UEFI variables: %w", err)
 		}
 	}
-	return snapshot.WriteManifest(dir, m)
+	return nil
 }
 
 // attachedDisks are the disks the running process has, in order (cidata only on first boot).
@@ -222,7 +226,8 @@ func (e *Engine) ExportSnapshot(ctx context.Context, ref string, w io.Writer) (*
 const maxImportBytes = 4 << 40
 
 // ImportSnapshot reads an export archive from r into a staging dir, validates it against its
-// manifest and commits it under a new ID. On any error nothing remains.
+// manifest (names, digests, qcow2 references, device state header) and commits it under a
+// new ID. On any error nothing remains.
 func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions) (*snapshot.Snapshot, error) {
 	staging, err := e.snaps.StagingDir("import")
 	if err != nil {
@@ -234,10 +239,17 @@ func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions)
 			os.RemoveAll(staging) //nolint:errcheck
 		}
 	}()
-	if _, err := archive.Import(ctx, r, staging, archive.Limits{MaxFiles: 16, MaxTotalBytes: maxImportBytes, Allowed: snapshot.Allowed}); err != nil {
+	entries, err := archive.Import(ctx, r, staging, archive.Limits{MaxFiles: 16, MaxTotalBytes: maxImportBytes, Allowed: snapshot.Allowed})
+	if err != nil {
 		return nil, fmt.Errorf("import snapshot: %w", err)
 	}
 	m, err := snapshot.ReadManifest(staging)
+	if err == nil {
+		err = m.Verify(entries)
+	}
+	if err == nil {
+		err = e.checkImported(staging, m)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import snapshot: %w", err)
 	}

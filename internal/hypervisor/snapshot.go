@@ -15,6 +15,10 @@ type Snapshotter interface {
 	// spec (hot-add vCPUs) and hot-swaps NICs whose MAC differs from src.MACs, then resumes the
 	// guest. Same contract as Start: returns once running; on failure nothing is left.
 	StartFromSnapshot(ctx context.Context, spec VMSpec, src SnapshotSource) (Process, error)
+	// CheckState checks a state file from a snapshot that may come from another host (an
+	// import) without launching anything: its format, that every value it would put on the
+	// hypervisor's command line is in the allowed set, and that it agrees with src.
+	CheckState(src SnapshotSource) error
 }
 
 // SavedState is what SaveState tells the caller to capture besides the state file.

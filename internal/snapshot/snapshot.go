@@ -9,12 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/cocoonstack/cocoon/internal/snapshot/archive"
 	"github.com/cocoonstack/cocoon/internal/store"
 )
 
@@ -50,10 +52,12 @@ type Disk struct {
 	Layer    string `json:"layer,omitempty"` // layer digest, for layer disks
 }
 
-// File is one payload file with its apparent size, checked on import.
+// File is one payload file with its apparent size and content digest (archive.FileDigest),
+// both checked on import.
 type File struct {
-	Name string `json:"name"`
-	Size int64  `json:"size"`
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest,omitempty"`
 }
 
 // Manifest describes a snapshot completely; it is the first member of an export archive.
@@ -82,8 +86,9 @@ type Manifest struct {
 	Extra         map[string]string `json:"extra,omitempty"`
 }
 
-// ManifestVersion is the manifest format this build reads and writes.
-const ManifestVersion = 1
+// ManifestVersion is the manifest format this build writes and imports (2: files carry
+// digests). Snapshots of version 1 already in the index stay clonable.
+const ManifestVersion = 2
 
 // Snapshot is one record of the index.
 type Snapshot struct {
@@ -227,20 +232,53 @@ func (s *Store) Resolve(ctx context.Context, ref string) (*Snapshot, error) {
 	}
 }
 
-// ReadManifest loads and validates the manifest of a snapshot directory.
+// maxManifestBytes bounds the manifest read from an archive.
+const maxManifestBytes = 1 << 20
+
+// ReadManifest loads the manifest of a snapshot directory (from an import: untrusted),
+// validates it (Validate) and checks the directory holds exactly the declared files with
+// their declared sizes.
 func ReadManifest(dir string) (*Manifest, error) {
-	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	f, err := os.Open(filepath.Join(dir, ManifestName))
 	if err != nil {
 		return nil, fmt.Errorf("invalid snapshot: %s missing: %w", ManifestName, err)
 	}
+	defer f.Close()
+	dec := json.NewDecoder(io.LimitReader(f, maxManifestBytes))
+	dec.DisallowUnknownFields()
 	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("invalid snapshot: parse %s: %w", ManifestName, err)
 	}
+	if dec.More() {
+		return nil, fmt.Errorf("invalid snapshot: %s holds more than one JSON value", ManifestName)
+	}
 	if m.Version != ManifestVersion {
-		return nil, fmt.Errorf("unsupported snapshot manifest version %d (this cocoon reads %d)", m.Version, ManifestVersion)
+		return nil, fmt.Errorf("snapshot manifest version %d is not supported: this cocoon imports version %d, whose files carry digests", m.Version, ManifestVersion)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
 	}
 	return &m, m.check(dir)
+}
+
+// Verify compares the files an import extracted with the manifest's declarations: every
+// payload must have been extracted with the declared size and digest.
+func (m *Manifest) Verify(got []archive.Entry) error {
+	byName := make(map[string]archive.Entry, len(got))
+	for _, e := range got {
+		byName[e.Name] = e
+	}
+	for _, f := range m.Files {
+		e, ok := byName[f.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("invalid snapshot: file %s is not in the archive", f.Name)
+		case e.Size != f.Size || e.Digest != f.Digest:
+			return fmt.Errorf("invalid snapshot: file %s does not match its manifest digest (damaged or altered archive)", f.Name)
+		}
+	}
+	return nil
 }
 
 // check verifies every declared file exists with its declared apparent size and nothing else
@@ -272,7 +310,8 @@ func (m *Manifest) check(dir string) error {
 	return nil
 }
 
-// WriteManifest records the payload files' sizes and writes the manifest atomically.
+// WriteManifest records the payload files' sizes and digests and writes the manifest
+// atomically. Digests read only the files' data extents; call it after the VM is resumed.
 func WriteManifest(dir string, m *Manifest) error {
 	m.Version = ManifestVersion
 	m.Files = m.Files[:0]
@@ -288,7 +327,14 @@ func WriteManifest(dir string, m *Manifest) error {
 		if err != nil {
 			return err
 		}
-		m.Files = append(m.Files, File{Name: e.Name(), Size: info.Size()})
+		digest, err := archive.FileDigest(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		m.Files = append(m.Files, File{Name: e.Name(), Size: info.Size(), Digest: digest})
+	}
+	if err := m.Validate(); err != nil { // what another host would refuse to import
+		return err
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -235,9 +235,10 @@ type prop struct {
 
 func optString(driver string, props []prop) string {
 	var sb strings.Builder
-	sb.WriteString(driver)
+	// Driver and keys are checked names (see layout.validate); escaping keeps any comma inert.
+	sb.WriteString(optEscape(driver))
 	for _, p := range props {
-		sb.WriteString("," + p.k + "=")
+		sb.WriteString("," + optEscape(p.k) + "=")
 		switch v := p.v.(type) {
 		case bool:
 			sb.WriteString(map[bool]string{true: "on", false: "off"}[v])

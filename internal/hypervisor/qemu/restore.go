@@ -63,14 +63,10 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 
 // checkSnapshot refuses, before anything is launched, what cannot load or grow.
 func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved layout, accel string) error {
+	if err := checkAgreement(src, saved); err != nil {
+		return err
+	}
 	switch {
-	case saved.RAM.Shared && src.MemoryFile == "":
-		return fmt.Errorf("the state leaves guest RAM to a separate memory file, and none was given")
-	case !saved.RAM.Shared && src.MemoryFile != "":
-		return fmt.Errorf("the state carries guest RAM itself, yet a memory file (%s) was given", src.MemoryFile)
-	case src.MemoryBytes != saved.MemoryBytes || src.CPUs != saved.cpus() || !slices.Equal(src.MACs, saved.macs()):
-		return fmt.Errorf("snapshot record (%d vCPUs, %d bytes, MACs %v) and state file (%d vCPUs, %d bytes, MACs %v) disagree: the snapshot is damaged",
-			src.CPUs, src.MemoryBytes, src.MACs, saved.cpus(), saved.MemoryBytes, saved.macs())
 	case spec.MemoryBytes != saved.MemoryBytes:
 		return fmt.Errorf("memory %d MiB differs from the snapshot's %d MiB: QEMU cannot resize memory on clone or restore, use the snapshot's size",
 			spec.MemoryBytes>>20, saved.MemoryBytes>>20)
@@ -102,6 +98,20 @@ func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved 
 	// QEMU would grow a short file in place, writing into the snapshot.
 	if !st.Mode().IsRegular() || st.Size() != saved.MemoryBytes {
 		return fmt.Errorf("memory file %s is not a regular file of %d bytes (the snapshot's memory size)", src.MemoryFile, saved.MemoryBytes)
+	}
+	return nil
+}
+
+// checkAgreement refuses a state file that does not match its snapshot record.
+func checkAgreement(src hypervisor.SnapshotSource, saved layout) error {
+	switch {
+	case saved.RAM.Shared && src.MemoryFile == "":
+		return fmt.Errorf("the state leaves guest RAM to a separate memory file, and none was given")
+	case !saved.RAM.Shared && src.MemoryFile != "":
+		return fmt.Errorf("the state carries guest RAM itself, yet a memory file (%s) was given", src.MemoryFile)
+	case src.MemoryBytes != saved.MemoryBytes || src.CPUs != saved.cpus() || !slices.Equal(src.MACs, saved.macs()):
+		return fmt.Errorf("snapshot record (%d vCPUs, %d bytes, MACs %v) and state file (%d vCPUs, %d bytes, MACs %v) disagree: the snapshot is damaged",
+			src.CPUs, src.MemoryBytes, src.MACs, saved.cpus(), saved.MemoryBytes, saved.macs())
 	}
 	return nil
 }

@@ -86,6 +86,9 @@ func readStateHeader(f *os.File) (stateHeader, error) {
 	if string(block[stateHeaderSize:n]) != qemuStreamMagic {
 		return h, errors.New("no QEMU migration stream after the header")
 	}
+	if err := h.Layout.validate(); err != nil {
+		return h, fmt.Errorf("refusing its device layout: %w", err)
+	}
 	if _, err := f.Seek(stateHeaderSize, io.SeekStart); err != nil {
 		return h, err
 	}

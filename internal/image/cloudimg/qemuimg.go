@@ -8,17 +8,17 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/cocoonstack/cocoon/internal/disk"
 )
 
 // imgInfo is the part of `qemu-img info --output=json` we use.
 type imgInfo struct {
-	Format          string `json:"format"`
-	VirtualSize     int64  `json:"virtual-size"`
-	BackingFilename string `json:"backing-filename"`
-	FormatSpecific  struct {
+	Format         string `json:"format"`
+	VirtualSize    int64  `json:"virtual-size"`
+	FormatSpecific struct {
 		Data struct {
-			Compat   string `json:"compat"`
-			DataFile string `json:"data-file"`
+			Compat string `json:"compat"`
 		} `json:"data"`
 	} `json:"format-specific"`
 }
@@ -54,15 +54,15 @@ func info(ctx context.Context, path, format string) (*imgInfo, error) {
 // other files is refused: converting it would copy host files into the blob.
 func toQcow2(ctx context.Context, src, format, dst string) error {
 	if format == "qcow2" {
-		i, err := info(ctx, src, format)
+		backing, dataFile, err := disk.Qcow2Refs(src)
 		if err != nil {
 			return err
 		}
-		if i.BackingFilename != "" {
-			return fmt.Errorf("qcow2 image has a backing file %q: flatten it first (qemu-img convert -O qcow2)", i.BackingFilename)
+		if backing != "" {
+			return fmt.Errorf("qcow2 image has a backing file %q: flatten it first (qemu-img convert -O qcow2)", backing)
 		}
-		if i.FormatSpecific.Data.DataFile != "" {
-			return fmt.Errorf("qcow2 image has an external data file %q: flatten it first (qemu-img convert -O qcow2)", i.FormatSpecific.Data.DataFile)
+		if dataFile != "" {
+			return fmt.Errorf("qcow2 image has an external data file %q: flatten it first (qemu-img convert -O qcow2)", dataFile)
 		}
 	}
 	_, err := qemuImg(ctx, "convert", "-q", "-f", format, "-O", "qcow2", "-o", "compat=1.1", src, dst)

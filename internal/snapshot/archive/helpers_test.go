@@ -156,7 +156,16 @@ func exportTo(t testing.TB, dir string, files []string, opts ExportOptions) stri
 	return out
 }
 
-func importFile(t testing.TB, archive, staging string, lim Limits) ([]string, error) {
+// entryNames are the names of Import's entries, in order.
+func entryNames(entries []Entry) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+func importFile(t testing.TB, archive, staging string, lim Limits) ([]Entry, error) {
 	t.Helper()
 	f, err := os.Open(archive)
 	if err != nil {

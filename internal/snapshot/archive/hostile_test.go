@@ -173,8 +173,8 @@ func TestImportReadsTheLargestSparseMapExportWrites(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Import of a %d-extent map: %v", len(exts), err)
 	}
-	if len(got) != 1 || got[0] != "mem" {
-		t.Fatalf("Import returned %q, want [mem]", got)
+	if len(got) != 1 || got[0].Name != "mem" {
+		t.Fatalf("Import returned %v, want [mem]", got)
 	}
 	content, err := os.ReadFile(filepath.Join(staging, "mem"))
 	if err != nil {

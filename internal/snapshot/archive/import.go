@@ -24,9 +24,17 @@ type Limits struct {
 	Allowed       func(name string) bool
 }
 
+// Entry is one file Import extracted: its name, apparent size and digest (see FileDigest),
+// computed from the stream as it was written, so verifying it needs no second read.
+type Entry struct {
+	Name   string
+	Size   int64
+	Digest string
+}
+
 // Import reads a .tar.gz written by Export (or by GNU tar, sparse or not) from r and extracts
-// its files into stagingDir, which must exist and be empty. It returns the file names in
-// archive order.
+// its files into stagingDir, which must exist and be empty. It returns the files in archive
+// order.
 //
 // Only flat regular files are accepted (a leading "./" and the archive's top "." directory, as
 // `tar -C dir .` writes them, are tolerated): absolute or escaping names, sub-directories, links,
@@ -34,7 +42,7 @@ type Limits struct {
 // maps and corrupt or truncated streams are all errors naming the entry. Import never writes
 // outside stagingDir (files are opened through an os.Root); after an error stagingDir may hold
 // partial files and the caller removes it.
-func Import(ctx context.Context, r io.Reader, stagingDir string, lim Limits) ([]string, error) {
+func Import(ctx context.Context, r io.Reader, stagingDir string, lim Limits) ([]Entry, error) {
 	root, err := os.OpenRoot(stagingDir)
 	if err != nil {
 		return nil, fmt.Errorf("import: open staging dir: %w", err)
@@ -102,7 +110,7 @@ type extractor struct {
 	root  *os.Root
 	lim   Limits
 	seen  map[string]bool
-	files []string
+	files []Entry
 	total int64
 	buf   []byte
 }
@@ -111,7 +119,7 @@ type extractor struct {
 func (x *extractor) streamError(what string, err error) error {
 	where := "at the start of the archive"
 	if n := len(x.files); n > 0 {
-		where = fmt.Sprintf("after entry %q", x.files[n-1])
+		where = fmt.Sprintf("after entry %q", x.files[n-1].Name)
 	}
 	switch {
 	case x.ctx.Err() != nil:
@@ -153,10 +161,11 @@ func (x *extractor) entry(hdr *tar.Header, data io.Reader) error {
 	}
 	x.seen[name] = true
 	x.total += hdr.Size
-	if err := x.extract(name, hdr, data); err != nil {
+	digest, err := x.extract(name, hdr, data)
+	if err != nil {
 		return err
 	}
-	x.files = append(x.files, name)
+	x.files = append(x.files, Entry{Name: name, Size: hdr.Size, Digest: digest})
 	return nil
 }
 
@@ -196,39 +205,41 @@ func checkType(hdr *tar.Header) error {
 }
 
 // extract writes one entry into a new file, leaving zero blocks as holes, then gives it the
-// apparent size and permissions from the header and syncs it.
-func (x *extractor) extract(name string, hdr *tar.Header, data io.Reader) error {
+// apparent size and permissions from the header and syncs it. It returns the file's digest.
+func (x *extractor) extract(name string, hdr *tar.Header, data io.Reader) (string, error) {
 	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("import: create %s: %w", name, err)
+		return "", fmt.Errorf("import: create %s: %w", name, err)
 	}
 	defer f.Close()
-	readErr, writeErr := x.copyKeepingHoles(f, data)
+	d := newDigester()
+	readErr, writeErr := x.copyKeepingHoles(f, data, d)
 	if readErr != nil {
-		return x.streamError(fmt.Sprintf("read data of entry %q", name), readErr)
+		return "", x.streamError(fmt.Sprintf("read data of entry %q", name), readErr)
 	}
 	if writeErr != nil {
-		return fmt.Errorf("import: write %s: %w", name, writeErr)
+		return "", fmt.Errorf("import: write %s: %w", name, writeErr)
 	}
 	if err := f.Truncate(hdr.Size); err != nil { // a trailing hole was skipped, not written
-		return fmt.Errorf("import: set size of %s: %w", name, err)
+		return "", fmt.Errorf("import: set size of %s: %w", name, err)
 	}
 	if err := f.Chmod(os.FileMode(hdr.Mode) & os.ModePerm); err != nil {
-		return fmt.Errorf("import: set mode of %s: %w", name, err)
+		return "", fmt.Errorf("import: set mode of %s: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("import: sync %s: %w", name, err)
+		return "", fmt.Errorf("import: sync %s: %w", name, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("import: close %s: %w", name, err)
+		return "", fmt.Errorf("import: close %s: %w", name, err)
 	}
-	return nil
+	return d.sum(hdr.Size), nil
 }
 
 // copyKeepingHoles copies src into f at matching offsets, skipping all-zero blocks so that
-// holes (archive/tar hands sparse-map holes over as zeros) stay holes. Read and write failures
-// are returned apart: the first means a bad archive, the second a problem on this host.
-func (x *extractor) copyKeepingHoles(f *os.File, src io.Reader) (readErr, writeErr error) {
+// holes (archive/tar hands sparse-map holes over as zeros) stay holes, and adds the data
+// blocks to d. Read and write failures are returned apart: the first means a bad archive,
+// the second a problem on this host.
+func (x *extractor) copyKeepingHoles(f *os.File, src io.Reader, d *digester) (readErr, writeErr error) {
 	zero := make([]byte, holeBlock)
 	for off := int64(0); ; {
 		if err := x.ctx.Err(); err != nil {
@@ -247,6 +258,7 @@ func (x *extractor) copyKeepingHoles(f *os.File, src io.Reader) (readErr, writeE
 		for b := 0; b < n; b += holeBlock {
 			end := min(b+holeBlock, n)
 			if !bytes.Equal(x.buf[b:end], zero[:end-b]) {
+				d.block(off+int64(b), x.buf[b:end]) // off is a multiple of len(x.buf), so aligned
 				if runStart < 0 {
 					runStart = b
 				}
