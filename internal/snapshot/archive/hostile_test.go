@@ -17,7 +17,7 @@ type entry struct {
 	data string
 }
 
-func gzipBytes(t *testing.T, raw []byte) []byte {
+func gzipBytes(t testing.TB, raw []byte) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	zw := gzip.NewWriter(&out)
@@ -31,7 +31,7 @@ func gzipBytes(t *testing.T, raw []byte) []byte {
 }
 
 // tarGz builds a .tar.gz with archive/tar, as an attacker could.
-func tarGz(t *testing.T, entries ...entry) []byte {
+func tarGz(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var raw bytes.Buffer
 	tw := tar.NewWriter(&raw)
@@ -58,7 +58,7 @@ func tarGz(t *testing.T, entries ...entry) []byte {
 
 // sparseTarGz builds a one-entry GNU sparse 1.0 archive from a map and a claimed real size,
 // with every data byte 0xAB, through the same hand-written encoder Export uses.
-func sparseTarGz(t *testing.T, name string, exts []extent, realSize int64) []byte {
+func sparseTarGz(t testing.TB, name string, exts []extent, realSize int64) []byte {
 	t.Helper()
 	sparseMap := encodeSparseMap(exts, realSize)
 	var data int64
