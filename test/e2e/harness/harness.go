@@ -298,6 +298,9 @@ func tail(s string, n int) string {
 	return s
 }
 
+// LastLine is the last line of s (the error line of a failed command's stderr).
+func LastLine(s string) string { return lastLine(s) }
+
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]

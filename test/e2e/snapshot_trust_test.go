@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cocoonstack/cocoon/internal/snapshot"
+	"github.com/cocoonstack/cocoon/internal/snapshot/snaptest"
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+// A snapshot archive from another host is untrusted: crafted archives that would reach host
+// files through clone are refused by `snapshot import` with a one-line error, leaving nothing.
+func TestSnapshotImportRefusesCraftedArchives(t *testing.T) {
+	harness.Require(t, "qemu-img")
+	env := harness.NewEnv(t)
+	cases := []struct {
+		name  string
+		cloud bool
+		edit  func(dir string, m *snapshot.Manifest)
+		want  string
+	}{
+		{"disk path traversal", false, func(_ string, m *snapshot.Manifest) {
+			m.Disks[1].File = "../../../../etc/shadow"
+		}, "is not a disk payload name"},
+		{"vCPU driver injection", false, func(dir string, m *snapshot.Manifest) {
+			hot := `[{"driver":"loader,file=/etc/shadow","id":"cpu1","props":{"socket-id":1}}]`
+			if err := os.WriteFile(filepath.Join(dir, snapshot.FileState), snaptest.StateFile(t, snaptest.Layout(2, false, hot)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m.CPU = 2
+			snaptest.Declare(t, dir, m)
+		}, "is not the tcg vCPU type"},
+		{"flipped payload byte", false, func(dir string, _ *snapshot.Manifest) {
+			p := filepath.Join(dir, snapshot.FileCOW)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[4096] ^= 1
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "does not match its manifest digest"},
+		{"overlay backed by a host file", true, func(dir string, m *snapshot.Manifest) {
+			p := filepath.Join(dir, snapshot.FileOverlay)
+			os.Remove(p)
+			snaptest.Qcow2(t, p, "-F", "raw", "-u", "-b", "/etc/shadow")
+			snaptest.Declare(t, dir, m)
+		}, `has backing file "/etc/shadow"`},
+		{"overlay with an external data file", true, func(dir string, m *snapshot.Manifest) {
+			p := filepath.Join(dir, snapshot.FileOverlay)
+			os.Remove(p)
+			snaptest.Qcow2(t, p, "-o", "data_file="+filepath.Join(t.TempDir(), "data.raw"))
+			snaptest.Declare(t, dir, m)
+		}, "has an external data file"},
+	}
+	archive := filepath.Join(t.TempDir(), "crafted.tar.gz")
+	for _, c := range cases {
+		dir, m := snaptest.OCI(t)
+		if c.cloud {
+			dir, m = snaptest.Cloud(t)
+		}
+		c.edit(dir, m)
+		if err := os.WriteFile(archive, snaptest.Pack(t, dir, m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %s", c.name, harness.LastLine(env.MustFail(c.want, "snapshot", "import", "--name", "crafted", archive).Stderr))
+	}
+	var snaps []json.RawMessage
+	if err := json.Unmarshal([]byte(env.MustRun("snapshot", "list", "-o", "json")), &snaps); err != nil || len(snaps) != 0 {
+		t.Fatalf("refused imports left snapshots: %v %d", err, len(snaps))
+	}
+	for _, sub := range []string{"staging", "data"} {
+		if left, _ := os.ReadDir(filepath.Join(env.Root, "snapshot", sub)); len(left) != 0 {
+			t.Fatalf("refused imports left snapshot/%s/%v", sub, left)
+		}
+	}
+	// The untouched archive imports: the refusals above were for what was crafted.
+	dir, m := snaptest.OCI(t)
+	if err := os.WriteFile(archive, snaptest.Pack(t, dir, m), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env.MustRun("snapshot", "import", "--name", "clean", archive)
+}
