@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cocoonstack/cocoon/internal/snapshot"
@@ -84,4 +86,42 @@ func TestSnapshotImportRefusesCraftedArchives(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.MustRun("snapshot", "import", "--name", "clean", archive)
+}
+
+// A cloud-image snapshot (qcow2 overlay on another root's base blob, cidata, UEFI variables)
+// passes the import checks in a second root, and clone rebases the overlay onto that root's
+// own blob, checks it again and launches.
+func TestCloudSnapshotImport(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "qemu-img")
+	qcow := harness.RequireImage(t, "cloud.qcow2")
+	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE.fd"); err != nil {
+		t.Skip("OVMF firmware not found: install ovmf (make deps)")
+	}
+	env := harness.NewEnv(t)
+	url := harness.ServeFile(t, qcow)
+	env.MustRun("image", "pull", url)
+	env.MustRun("vm", "run", "--name", "c1", "--nics", "0", "--cpu", "1", "--memory", "512M", url)
+	env.MustRun("snapshot", "save", "--name", "cs", "c1")
+	archive := filepath.Join(t.TempDir(), "cs.tar.gz")
+	env.MustRun("snapshot", "export", "-o", archive, "cs")
+	env.MustRun("vm", "rm", "--force", "c1")
+
+	env2 := harness.NewEnv(t)
+	env2.MustRun("snapshot", "import", "--name", "moved", archive)
+	env2.MustRun("vm", "clone", "--pull", "--name", "c2", "moved")
+	vm := env2.Inspect("c2")
+	if vm.State != "running" {
+		t.Fatalf("clone is %s, want running", vm.State)
+	}
+	out, err := exec.Command("qemu-img", "info", "-U", "-f", "qcow2", "--output=json", filepath.Join(vm.RunDir, snapshot.FileOverlay)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Backing string `json:"backing-filename"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || !strings.HasPrefix(info.Backing, env2.Root+"/") {
+		t.Fatalf("clone overlay backs onto %q (%v), want a blob under %s", info.Backing, err, env2.Root)
+	}
+	env2.MustRun("vm", "rm", "--force", "c2")
 }
