@@ -236,7 +236,7 @@ func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
 			return fmt.Errorf("rebase overlay on %s: %v: %s", img.BlobPath, err, strings.TrimSpace(string(out)))
 		}
 	}
-	info, err := disk.Info(d.Path)
+	info, err := disk.Info(d.Path, string(d.Format))
 	if err != nil {
 		return err
 	}
