@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -73,20 +72,32 @@ func TestImportRefusesExpansionBombs(t *testing.T) {
 
 func TestPullRefusesExpansionBombs(t *testing.T) {
 	needOCI(t)
-	bomb := sparseTar(t, "1T")
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(bomb)), nil })
-	if err != nil {
-		t.Fatal(err)
+	// Zeros after the tar's end are read for the digest, and count against the bound too.
+	trailing := append(layerTar(t, file("etc/hostname", "x")), make([]byte, 3<<20)...)
+	cases := map[string]struct {
+		layer    []byte
+		maxLayer int64
+		want     string
+	}{
+		"sparse 1 TiB":            {sparseTar(t, "1T"), 0, `tar entry "bomb": too large: entry declares 1TiB`},
+		"zeros after the tar end": {trailing, 1 << 20, "read layer after its tar end: too large"},
 	}
 	reg := startRegistry(t)
-	ref := reg.push(t, "bomb/sparse:1", makeImage(t, bootLayer(t, "b"), l))
-	m, root := newManager(t)
-	_, _, err = m.Pull(context.Background(), ref, false)
-	if err == nil || !strings.Contains(err.Error(), "too large") {
-		t.Fatalf("err = %v, want too large", err)
-	}
-	assertNothingStored(t, m, root)
-	if _, err := os.Stat(filepath.Join(root, "oci", "blobs")); err == nil && len(dirNames(t, filepath.Join(root, "oci", "blobs"))) > 0 {
-		t.Fatal("a blob of the good layer was published for a refused image")
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(c.layer)), nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := reg.push(t, "bomb/"+strings.ToLower(strings.ReplaceAll(name, " ", "-"))+":1", makeImage(t, bootLayer(t, "b"), l))
+			root := t.TempDir()
+			m := NewManager(root, Options{PoolSize: 1, MaxLayerBytes: c.maxLayer})
+			_, _, err = m.Pull(context.Background(), ref, false)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+			// Not even the good layer's blob is published for a refused image.
+			assertNothingStored(t, m, root)
+		})
 	}
 }

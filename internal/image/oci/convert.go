@@ -75,9 +75,10 @@ func convert(ctx context.Context, l Layer, hexID, work string, maxBytes int64, i
 		}
 		return nil, err
 	}
-	// Read to the end so the digest covers the tar's trailing padding too.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return nil, fmt.Errorf("read layer: %w", err)
+	// Read to the end so the digest covers the tar's trailing padding too, but not without
+	// bound: a compressed layer can hide endless zeros after the end of its tar.
+	if err := copyBounded(io.Discard, r, maxBytes); err != nil {
+		return nil, fmt.Errorf("read layer after its tar end: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != hexID {
 		return nil, fmt.Errorf("layer content has digest sha256:%s, expected sha256:%s: the download is corrupt, pull again", got, hexID)
