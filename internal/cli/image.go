@@ -52,7 +52,7 @@ func (a *app) imageImport() *cobra.Command {
 	return &cobra.Command{
 		Use:   "import NAME [FILE...]",
 		Short: "Import an image (qcow2, raw, OCI/docker tar; gzip ok) from file(s) or stdin",
-		Long:  "Import an image from files, concatenated in order (split parts), or from stdin when no file\nis given. qcow2, raw disk images and OCI/docker image tars are detected by magic bytes,\ngzip-wrapped or not.",
+		Long:  "Import an image from files, concatenated in order (split parts), or from stdin when no file\nis given. qcow2, raw disk images and OCI/docker image tars are detected by magic bytes,\ngzip-wrapped or not; a raw disk must start with a partition table (MBR, GPT) or a\nfilesystem (ext4, xfs, btrfs, vfat, iso9660…). Anything else is refused.",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(engine.Options{Progress: os.Stderr})
@@ -61,7 +61,7 @@ func (a *app) imageImport() *cobra.Command {
 			}
 			img, err := e.ImportImage(cmd.Context(), args[0], args[1:], a.stdin)
 			if err != nil {
-				return fmt.Errorf("import %s: %w", args[0], err)
+				return err // already names the import
 			}
 			fmt.Fprintln(a.stdout, img.Ref)
 			return nil

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -41,6 +42,10 @@ type Config struct {
 	TerminateGracePeriodSeconds int `mapstructure:"terminate_grace_period_seconds"`
 	SocketWaitTimeoutSeconds    int `mapstructure:"socket_wait_timeout_seconds"`
 	PoolSize                    int `mapstructure:"pool_size"`
+	// MaxLayerSize caps what one OCI layer (or an imported image tar) may expand to, e.g. "64G";
+	// the free space of the image temp dir caps it too. MaxLayerBytes is it parsed.
+	MaxLayerSize  string `mapstructure:"max_layer_size"`
+	MaxLayerBytes int64  `mapstructure:"-"`
 }
 
 // Log configures the CLI's own log (not the per-VM hypervisor logs, which live in LogDir).
@@ -79,6 +84,7 @@ var defaults = map[string]any{
 	"terminate_grace_period_seconds": 5,
 	"socket_wait_timeout_seconds":    10,
 	"pool_size":                      0,
+	"max_layer_size":                 "64G",
 }
 
 // FlagKeys maps global flag names to config keys.
@@ -215,6 +221,11 @@ func (c *Config) validate() error {
 	}
 	if c.PoolSize <= 0 {
 		c.PoolSize = runtime.NumCPU()
+	}
+	if n, err := units.RAMInBytes(c.MaxLayerSize); err != nil || n <= 0 {
+		errs = append(errs, fmt.Errorf("max_layer_size must be a positive size such as 64G, got %q", c.MaxLayerSize))
+	} else {
+		c.MaxLayerBytes = n
 	}
 	c.Log.Level = strings.ToLower(c.Log.Level)
 	if len(errs) > 0 {

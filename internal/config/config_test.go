@@ -37,7 +37,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.RootDir != "/var/lib/cocoon" || c.RunDir != "/var/lib/cocoon/run" || c.LogDir != "/var/log/cocoon" ||
 		c.CNIBinDir != "/opt/cni/bin" || c.CNIConfDir != "/etc/cni/net.d" || c.Log.Level != "info" ||
-		strings.Join(c.DNS, ",") != "8.8.8.8,1.1.1.1" || c.StopTimeoutSeconds != 30 || c.PoolSize < 1 {
+		strings.Join(c.DNS, ",") != "8.8.8.8,1.1.1.1" || c.StopTimeoutSeconds != 30 || c.PoolSize < 1 || c.MaxLayerBytes != 64<<30 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -64,6 +64,7 @@ stop_timeout_seconds: 7
 terminate_grace_period_seconds: 3
 socket_wait_timeout_seconds: 4
 pool_size: 3
+max_layer_size: 2G
 log:
   level: warn
   format: json
@@ -79,7 +80,7 @@ log:
 	want := Config{RootDir: "/f/root", RunDir: "/f/run", LogDir: "/f/log", CNIConfDir: "/f/conf", CNIBinDir: "/f/bin",
 		DNS: []string{"9.9.9.9"}, Hypervisor: "qemu", Accel: "tcg", QEMUBinary: "/f/qemu", CHBinary: "/f/ch", FCBinary: "/f/fc",
 		MemoryDir: "/f/mem", FirmwareCode: "/f/code.fd", FirmwareVars: "/f/vars.fd", StopTimeoutSeconds: 7,
-		TerminateGracePeriodSeconds: 3, SocketWaitTimeoutSeconds: 4, PoolSize: 3,
+		TerminateGracePeriodSeconds: 3, SocketWaitTimeoutSeconds: 4, PoolSize: 3, MaxLayerSize: "2G", MaxLayerBytes: 2 << 30,
 		Log: Log{Level: "warn", Format: "json", File: "/f/cocoon.log", MaxSizeMB: 11, MaxAgeDays: 12, MaxBackups: 13}}
 	assertConfig(t, c, &want)
 
@@ -90,7 +91,7 @@ log:
 		"COCOON_CH_BINARY": "/e/ch", "COCOON_FC_BINARY": "/e/fc", "COCOON_MEMORY_DIR": "/e/mem",
 		"COCOON_FIRMWARE_CODE": "/e/code.fd", "COCOON_FIRMWARE_VARS": "/e/vars.fd",
 		"COCOON_STOP_TIMEOUT_SECONDS": "8", "COCOON_TERMINATE_GRACE_PERIOD_SECONDS": "2",
-		"COCOON_SOCKET_WAIT_TIMEOUT_SECONDS": "6", "COCOON_POOL_SIZE": "5", "COCOON_LOG_LEVEL": "debug",
+		"COCOON_SOCKET_WAIT_TIMEOUT_SECONDS": "6", "COCOON_POOL_SIZE": "5", "COCOON_MAX_LAYER_SIZE": "512m", "COCOON_LOG_LEVEL": "debug",
 		"COCOON_LOG_FORMAT": "text", "COCOON_LOG_FILE": "/e/cocoon.log", "COCOON_LOG_MAX_SIZE_MB": "21",
 		"COCOON_LOG_MAX_AGE_DAYS": "22", "COCOON_LOG_MAX_BACKUPS": "23",
 	}
@@ -104,7 +105,7 @@ log:
 	want = Config{RootDir: "/e/root", RunDir: "/e/run", LogDir: "/e/log", CNIConfDir: "/e/conf", CNIBinDir: "/e/bin",
 		DNS: []string{"1.2.3.4", "5.6.7.8"}, Hypervisor: "firecracker", Accel: "kvm", QEMUBinary: "/e/qemu", CHBinary: "/e/ch",
 		FCBinary: "/e/fc", MemoryDir: "/e/mem", FirmwareCode: "/e/code.fd", FirmwareVars: "/e/vars.fd", StopTimeoutSeconds: 8,
-		TerminateGracePeriodSeconds: 2, SocketWaitTimeoutSeconds: 6, PoolSize: 5,
+		TerminateGracePeriodSeconds: 2, SocketWaitTimeoutSeconds: 6, PoolSize: 5, MaxLayerSize: "512m", MaxLayerBytes: 512 << 20,
 		Log: Log{Level: "debug", Format: "text", File: "/e/cocoon.log", MaxSizeMB: 21, MaxAgeDays: 22, MaxBackups: 23}}
 	assertConfig(t, c, &want)
 
@@ -158,6 +159,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		"empty root dir":  {"", "", "COCOON_ROOT_DIR= ", "root_dir must not be empty"},
 		"bad log format":  {"", "", "COCOON_LOG_FORMAT=xml", "log.format must be"},
 		"negative backup": {"c.yaml", "log:\n  max_backups: -1\n", "", "must be >= 0"},
+		"bad layer size":  {"", "", "COCOON_MAX_LAYER_SIZE=huge", "max_layer_size must be"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

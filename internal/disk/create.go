@@ -58,12 +58,9 @@ func CreateQcow2Overlay(path, backing string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("create overlay %s: %w", path, err)
 	}
-	base, err := Info(abs)
+	base, err := Info(abs, "qcow2")
 	if err != nil {
-		return fmt.Errorf("create overlay %s: %w", path, err)
-	}
-	if base.Format != "qcow2" {
-		return fmt.Errorf("create overlay %s: backing %s is %s, expected qcow2", path, abs, base.Format)
+		return fmt.Errorf("create overlay %s: backing must be qcow2: %w", path, err)
 	}
 	if size < base.VirtualSize {
 		return fmt.Errorf("create overlay %s: size %d bytes (%s) is smaller than backing %s (%d bytes, %s): ask for at least its size",
@@ -88,9 +85,14 @@ type ImageInfo struct {
 	BackingFile string `json:"backing-filename"`
 }
 
-// Info asks qemu-img about path. It uses --force-share so it also works on disks of running VMs.
-func Info(path string) (ImageInfo, error) {
-	out, err := run("qemu-img", "info", "--force-share", "--output=json", path)
+// Info asks qemu-img about path read as format ("raw" or "qcow2"). The format is always named:
+// a guest can write anything into a raw disk, including a qcow2 header pointing at host files,
+// and qemu-img must never probe such content. --force-share lets it read disks of running VMs.
+func Info(path, format string) (ImageInfo, error) {
+	if format != "raw" && format != "qcow2" {
+		return ImageInfo{}, fmt.Errorf("inspect %s: unsupported format %q (raw or qcow2)", path, format)
+	}
+	out, err := run("qemu-img", "info", "--force-share", "-f", format, "--output=json", path)
 	if err != nil {
 		return ImageInfo{}, fmt.Errorf("inspect %s: %w", path, err)
 	}
@@ -107,12 +109,9 @@ func Resize(path, format string, size int64) error {
 	if format != "raw" && format != "qcow2" {
 		return fmt.Errorf("resize %s: unsupported format %q (raw or qcow2)", path, format)
 	}
-	info, err := Info(path)
+	info, err := Info(path, format)
 	if err != nil {
 		return fmt.Errorf("resize %s: %w", path, err)
-	}
-	if info.Format != format {
-		return fmt.Errorf("resize %s: file is %s, not %s", path, info.Format, format)
 	}
 	switch {
 	case size < info.VirtualSize:

@@ -80,7 +80,7 @@ func TestQcow2OverlayBackingAndSize(t *testing.T) {
 	if err := CreateQcow2Overlay(overlay, base, 128*mib); err != nil {
 		t.Fatal(err)
 	}
-	info, err := Info(overlay)
+	info, err := Info(overlay, "qcow2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestResizeGrowsAndRefusesToShrink(t *testing.T) {
 	if err := Resize(q, "qcow2", 256*mib); err != nil {
 		t.Fatal(err)
 	}
-	if info, err := Info(q); err != nil || info.VirtualSize != 256*mib {
+	if info, err := Info(q, "qcow2"); err != nil || info.VirtualSize != 256*mib {
 		t.Fatalf("after grow: %+v %v", info, err)
 	}
 	if err := Resize(q, "qcow2", 128*mib); err == nil || !strings.Contains(err.Error(), "shrink") {
@@ -136,5 +136,43 @@ func TestResizeGrowsAndRefusesToShrink(t *testing.T) {
 	}
 	if st := statT(t, r); st.Size != 48*mib {
 		t.Fatalf("refused resizes changed the raw size to %d", st.Size)
+	}
+}
+
+// A guest may write a qcow2 header, naming a host file as backing, at the start of its raw disk:
+// qemu-img must read the disk as raw, never probe it.
+func TestInfoNeverProbesGuestDisks(t *testing.T) {
+	requireTool(t, "qemu-img")
+	dir := t.TempDir()
+	hdr := filepath.Join(dir, "hdr.qcow2")
+	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "/etc/passwd", hdr, "1G")
+	header, err := os.ReadFile(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := filepath.Join(dir, "cow.raw")
+	if err := CreateRaw(r, 16*mib); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(r, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(header, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	info, err := Info(r, "raw")
+	if err != nil || info.Format != "raw" || info.VirtualSize != 16*mib || info.BackingFile != "" {
+		t.Fatalf("guest disk read as %+v (%v), want raw of 16 MiB without backing", info, err)
+	}
+	if err := Resize(r, "raw", 32*mib); err != nil {
+		t.Fatalf("grow guest disk: %v", err)
+	}
+	if st := statT(t, r); st.Size != 32*mib {
+		t.Fatalf("size %d after grow", st.Size)
+	}
+	if _, err := Info(r, "vmdk"); err == nil {
+		t.Fatal("unknown format accepted")
 	}
 }

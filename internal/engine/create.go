@@ -168,6 +168,8 @@ func (e *Engine) reserve(ctx context.Context, vm *VM, defaultName string) error 
 			vm.Name = uniqueName(x, defaultName)
 		} else if other, taken := x.Names[vm.Name]; taken {
 			return fmt.Errorf("VM name %q already exists (id %s): choose another --name or remove it", vm.Name, other)
+		} else if err := checkNotAnID(x, vm.Name); err != nil {
+			return err
 		}
 		if _, clash := x.VMs[vm.ID]; clash {
 			return fmt.Errorf("VM id collision %s: retry", vm.ID)

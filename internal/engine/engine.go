@@ -45,7 +45,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("--%s %s is not usable: %w (choose another directory or run as root)", d.key, d.dir, err)
 		}
 	}
-	iopts := image.Options{PoolSize: cfg.PoolSize, Insecure: opts.Insecure}
+	iopts := image.Options{PoolSize: cfg.PoolSize, Insecure: opts.Insecure, MaxLayerBytes: cfg.MaxLayerBytes}
 	if opts.Progress != nil {
 		iopts.Progress = opts.Progress
 	}

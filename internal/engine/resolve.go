@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cocoonstack/cocoon/internal/store"
 )
 
 // resolveIn finds one VM by exact ID, exact name, or a unique ID prefix of at least 3 chars.
@@ -128,6 +130,18 @@ var vmNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 func validateName(n string) error {
 	if !vmNameRE.MatchString(n) {
 		return fmt.Errorf("VM name %q is invalid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", n)
+	}
+	if store.LooksLikeID(n) {
+		return fmt.Errorf("VM name %q looks like a VM ID (26 letters and digits 2-7): pick a name refs cannot mistake for an ID", n)
+	}
+	return nil
+}
+
+// checkNotAnID refuses a name that equals or begins an existing VM ID: a ref resolves an exact
+// name before an ID prefix, so the name would hide that VM from its short ID.
+func checkNotAnID(x *vmIndex, n string) error {
+	if id := store.ShadowedID(n, x.VMs); id != "" {
+		return fmt.Errorf("VM name %q equals or begins the ID of VM %s: choose another --name", n, id)
 	}
 	return nil
 }

@@ -23,13 +23,20 @@ const diskSize = 4 << 20
 func rawDisk(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "disk.raw")
-	data := make([]byte, diskSize)
+	data := mbrDisk(diskSize)
 	copy(data, "COCOON TEST DISK")
-	data[510], data[511] = 0x55, 0xaa
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// mbrDisk is size bytes starting with an MBR that has one partition from sector 1.
+func mbrDisk(size int) []byte {
+	data := make([]byte, size)
+	copy(data[446:], []byte{0x80, 0, 0, 0, 0x83, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0})
+	data[510], data[511] = 0x55, 0xaa
+	return data
 }
 
 // qcow2Disk converts rawDisk with the real qemu-img (compat as given).

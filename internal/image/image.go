@@ -83,6 +83,9 @@ type Options struct {
 	Progress   io.Writer    // progress bars go here, only when it is a terminal
 	Insecure   bool         // plain HTTP to any registry (localhost/127.0.0.1 always are)
 	HTTPClient *http.Client // for registries and cloud image downloads; nil: defaults
+	// MaxLayerBytes caps what one OCI layer or imported image tar may expand to (the free space
+	// of the temp dir caps it too); <= 0 means untar.DefaultMaxBytes.
+	MaxLayerBytes int64
 }
 
 var (

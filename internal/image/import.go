@@ -18,7 +18,8 @@ import (
 // files is empty, from stdin. The input may be gzip-wrapped; what it holds is told by its magic
 // bytes: a qcow2 or raw disk becomes a cloud image, an image tar (`docker save`, OCI layout, or a
 // plain root filesystem tar) an OCI image. A raw disk must be a whole number of 512-byte sectors
-// and must not look like text. Nothing is stored when the input is refused.
+// and start with a partition table or a filesystem (sniff.Detect). Nothing is stored when the
+// input is refused.
 func (m *Manager) Import(ctx context.Context, imageName string, files []string, stdin io.Reader) (*Image, error) {
 	if err := checkName(imageName); err != nil {
 		return nil, err

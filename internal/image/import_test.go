@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,7 +115,13 @@ func TestImportRefusesWhatIsNotAnImage(t *testing.T) {
 		return p
 	}
 	readme := write("README.md", []byte(strings.Repeat("# Cocoon\n\nSome text that is not a disk.\n", 40)))
-	oddBinary := write("odd.bin", append([]byte{0, 1, 2, 3}, make([]byte, 997)...))
+	oddBinary := write("odd.bin", mbrDisk(1001))
+	random := make([]byte, 64<<10)
+	rng := rand.New(rand.NewPCG(3, 4)) // fixed seed: these bytes hold no partition table or filesystem
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	randomFile := write("random.bin", random)
 	xz := write("disk.xz", append([]byte{0xfd, '7', 'z', 'X', 'Z', 0}, make([]byte, 506)...))
 	cases := map[string]struct {
 		files []string
@@ -124,6 +131,9 @@ func TestImportRefusesWhatIsNotAnImage(t *testing.T) {
 		"readme":       {[]string{readme}, nil, "looks like a text file"},
 		"gzip readme":  {[]string{gzipFile(t, readme)}, nil, "looks like a text file"},
 		"odd size":     {[]string{oddBinary}, nil, "not a whole number of 512-byte sectors"},
+		"random bytes": {[]string{randomFile}, nil, "cannot detect file type"},
+		"random stdin": {nil, bytes.NewReader(random), "cannot detect file type"},
+		"blank disk":   {[]string{write("blank.raw", make([]byte, 1<<20))}, nil, "cannot detect file type"},
 		"xz":           {[]string{xz}, nil, "xz-compressed"},
 		"empty stdin":  {nil, strings.NewReader(""), "too small"},
 		"missing file": {[]string{filepath.Join(dir, "nope")}, nil, "check the path"},

@@ -35,7 +35,7 @@ func NewManager(rootDir string, opts Options) *Manager {
 	}
 	return &Manager{
 		oci: oci.New(oci.Config{Dir: filepath.Join(rootDir, "oci"), PoolSize: opts.PoolSize,
-			Progress: opts.Progress, Insecure: opts.Insecure, Transport: transport}),
+			Progress: opts.Progress, Insecure: opts.Insecure, Transport: transport, MaxLayerBytes: opts.MaxLayerBytes}),
 		cloud: cloudimg.New(cloudimg.Config{Dir: filepath.Join(rootDir, "cloudimg"),
 			Progress: opts.Progress, Client: opts.HTTPClient}),
 	}

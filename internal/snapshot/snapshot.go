@@ -150,10 +150,16 @@ func (s *Store) Reserve(ctx context.Context, snap *Snapshot) error {
 	if !nameRE.MatchString(snap.Name) {
 		return fmt.Errorf("snapshot name %q is invalid: use 1-63 letters, digits, '.', '_' or '-'", snap.Name)
 	}
+	if store.LooksLikeID(snap.Name) {
+		return fmt.Errorf("snapshot name %q looks like a snapshot ID (26 letters and digits 2-7): pick a name refs cannot mistake for an ID", snap.Name)
+	}
 	snap.Pending = true
 	return s.idx.Update(ctx, func(x *index) error {
 		if other, ok := x.Names[snap.Name]; ok {
 			return fmt.Errorf("snapshot name %q already exists (id %s): choose another --name", snap.Name, other)
+		}
+		if id := store.ShadowedID(snap.Name, x.Snapshots); id != "" {
+			return fmt.Errorf("snapshot name %q equals or begins the ID of snapshot %s: choose another --name", snap.Name, id)
 		}
 		x.Snapshots[snap.ID] = snap
 		x.Names[snap.Name] = snap.ID

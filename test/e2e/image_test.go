@@ -27,7 +27,7 @@ func listImages(t *testing.T, env *harness.Env) []imageJSON {
 }
 
 func TestImageCommands(t *testing.T) {
-	harness.Require(t, "mkfs.erofs", "qemu-img")
+	harness.Require(t, "mkfs.erofs", "qemu-img", "mkfs.ext4")
 	layout := harness.RequireImage(t, "tiny")
 	env := harness.NewEnv(t)
 	reg := harness.NewRegistry(t)
@@ -66,6 +66,7 @@ func TestImageCommands(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "create", "-f", "raw", raw, "64M").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
+	mustExec(t, "mkfs.ext4", "-q", "-F", raw) // a raw disk is recognised by its filesystem
 	env.MustRun("image", "import", "rawdisk", raw)
 	text := filepath.Join(t.TempDir(), "README")
 	if err := os.WriteFile(text, []byte("just some text\n"), 0o600); err != nil {

@@ -168,6 +168,10 @@ func (s *Store) convertAll(ctx context.Context, src Source, hexes []string, work
 	if len(todo) == 0 {
 		return results, nil
 	}
+	maxBytes, err := s.limit(work)
+	if err != nil {
+		return nil, err
+	}
 	bar := progress.New(s.cfg.Progress, src.Key)
 	defer bar.Close()
 	staged := make([]*staged, len(todo))
@@ -176,9 +180,9 @@ func (s *Store) convertAll(ctx context.Context, src Source, hexes []string, work
 	for j, i := range todo {
 		g.Go(func() error {
 			item := bar.Add(hexes[i][:12], 0)
-			st, err := convert(gctx, src.Layers[i], hexes[i], work, item)
+			st, err := convert(gctx, src.Layers[i], hexes[i], work, maxBytes, item)
 			if err != nil {
-				return fmt.Errorf("layer %d (sha256:%.12s): %w", i, hexes[i], err)
+				return fmt.Errorf("layer %d (sha256:%.12s): %w", i, hexes[i], s.explainLimit(err))
 			}
 			item.Done()
 			staged[j] = st

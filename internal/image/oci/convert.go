@@ -41,7 +41,7 @@ type staged struct {
 // convert streams layer l once: the tar is extracted safely into a scratch tree (Debian 12's
 // mkfs.erofs 1.5 has no --tar), its DiffID is verified, boot files are copied out, and the tree
 // becomes an EROFS image. The scratch tree is removed before returning.
-func convert(ctx context.Context, l Layer, hexID, work string, item *progress.Item) (*staged, error) {
+func convert(ctx context.Context, l Layer, hexID, work string, maxBytes int64, item *progress.Item) (*staged, error) {
 	root := filepath.Join(work, "layer-"+hexID)
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, fmt.Errorf("create layer dir: %w", err)
@@ -69,15 +69,16 @@ func convert(ctx context.Context, l Layer, hexID, work string, item *progress.It
 			initrd = name
 		}
 	}
-	if err := untar.Extract(ctx, r, root, untar.Options{Whiteouts: true, OnFile: onFile}); err != nil {
+	if err := untar.Extract(ctx, r, root, untar.Options{Whiteouts: true, OnFile: onFile, MaxBytes: maxBytes}); err != nil {
 		if errors.Is(err, untar.ErrUnsafe) {
 			return nil, fmt.Errorf("%w: the image is broken or malicious, do not use it", err)
 		}
 		return nil, err
 	}
-	// Read to the end so the digest covers the tar's trailing padding too.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return nil, fmt.Errorf("read layer: %w", err)
+	// Read to the end so the digest covers the tar's trailing padding too, but not without
+	// bound: a compressed layer can hide endless zeros after the end of its tar.
+	if err := copyBounded(io.Discard, r, maxBytes); err != nil {
+		return nil, fmt.Errorf("read layer after its tar end: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != hexID {
 		return nil, fmt.Errorf("layer content has digest sha256:%s, expected sha256:%s: the download is corrupt, pull again", got, hexID)

@@ -58,6 +58,9 @@ type Config struct {
 	Progress  io.Writer         // progress goes here only when it is a terminal
 	Insecure  bool              // plain HTTP to any registry (localhost and 127.0.0.1 always are)
 	Transport http.RoundTripper // nil: the default transport
+	// MaxLayerBytes caps what a layer or an imported image tar may expand to; <= 0 means
+	// untar.DefaultMaxBytes. The free space of the temp dir caps it too (see limit.go).
+	MaxLayerBytes int64
 }
 
 // base is embedded through an alias so its methods (Entries, Remove, TryLockGC, Collect,

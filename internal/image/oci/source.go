@@ -123,14 +123,18 @@ func (s *Store) Import(ctx context.Context, imageName string, r io.Reader) (*Ent
 		return nil, Stats{}, fmt.Errorf("create work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
-	tarPath := filepath.Join(work, "image.tar")
-	sum, err := stage(r, tarPath)
+	maxBytes, err := s.limit(work)
 	if err != nil {
-		return nil, Stats{}, fmt.Errorf("import %s: %w", imageName, err)
+		return nil, Stats{}, err
 	}
-	src, err := tarSource(ctx, tarPath, sum, work)
+	tarPath := filepath.Join(work, "image.tar")
+	sum, err := stage(r, tarPath, maxBytes)
 	if err != nil {
-		return nil, Stats{}, fmt.Errorf("import %s: %w", imageName, err)
+		return nil, Stats{}, fmt.Errorf("import %s: %w", imageName, s.explainLimit(err))
+	}
+	src, err := tarSource(ctx, tarPath, sum, work, maxBytes)
+	if err != nil {
+		return nil, Stats{}, fmt.Errorf("import %s: %w", imageName, s.explainLimit(err))
 	}
 	src.Key, src.Origin = imageName, OriginImport
 	e, st, err := s.Add(ctx, src, false)
@@ -140,14 +144,15 @@ func (s *Store) Import(ctx context.Context, imageName string, r io.Reader) (*Ent
 	return e, st, nil
 }
 
-// stage copies r to p and returns the hex sha256 of what it wrote.
-func stage(r io.Reader, p string) (string, error) {
+// stage copies r (at most max bytes of it: a gzip bomb must not fill the disk) to p and returns
+// the hex sha256 of what it wrote.
+func stage(r io.Reader, p string, max int64) (string, error) {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", p, err)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
+	if err := copyBounded(io.MultiWriter(f, h), r, max); err != nil {
 		f.Close()
 		return "", fmt.Errorf("read input: %w", err)
 	}
@@ -158,7 +163,7 @@ func stage(r io.Reader, p string) (string, error) {
 }
 
 // tarSource recognises the kind of image tar by its entries.
-func tarSource(ctx context.Context, tarPath, sum, work string) (Source, error) {
+func tarSource(ctx context.Context, tarPath, sum, work string, maxBytes int64) (Source, error) {
 	names, err := tarNames(tarPath)
 	if err != nil {
 		return Source{}, err
@@ -169,7 +174,7 @@ func tarSource(ctx context.Context, tarPath, sum, work string) (Source, error) {
 	switch {
 	case names["index.json"] && names["oci-layout"]:
 		dir := filepath.Join(work, "layout")
-		if img, err = layoutImage(ctx, tarPath, dir); err == nil {
+		if img, err = layoutImage(ctx, tarPath, dir, maxBytes); err == nil {
 			digest, err = img.Digest()
 		}
 	case names["manifest.json"]:
@@ -217,7 +222,7 @@ func tarNames(p string) (map[string]bool, error) {
 }
 
 // layoutImage unpacks an OCI layout tar and picks its linux/GOARCH (or only) image.
-func layoutImage(ctx context.Context, tarPath, dir string) (v1.Image, error) {
+func layoutImage(ctx context.Context, tarPath, dir string, maxBytes int64) (v1.Image, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -226,7 +231,7 @@ func layoutImage(ctx context.Context, tarPath, dir string) (v1.Image, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if err := untar.Extract(ctx, f, dir, untar.Options{}); err != nil {
+	if err := untar.Extract(ctx, f, dir, untar.Options{MaxBytes: maxBytes}); err != nil {
 		return nil, err
 	}
 	idx, err := layout.ImageIndexFromPath(dir)

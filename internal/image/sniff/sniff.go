@@ -1,12 +1,14 @@
 // Package sniff tells image formats apart by their first bytes.
 //
-// Raw disks have no magic number, so "raw" is what is left once every format that can be
-// recognised (and plain text) is ruled out; callers also require a raw image's size to be a whole
-// number of 512-byte sectors (see RawSizeOK).
+// A raw disk has no magic number of its own, so it is recognised by what a usable disk starts
+// with: a partition table (MBR, GPT) or a filesystem superblock (see raw.go). Anything else is
+// refused, as the original refused what it could not detect; callers also require a raw image's
+// size to be a whole number of 512-byte sectors (see RawSizeOK).
 package sniff
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -21,8 +23,8 @@ const (
 	Gzip  Format = "gzip"
 )
 
-// HeadSize is how many leading bytes Detect wants to see (a tar header is 512 bytes).
-const HeadSize = 512
+// HeadSize is how many leading bytes Detect wants to see: up to btrfs' superblock at 64 KiB.
+const HeadSize = 68 << 10
 
 // SectorSize is the unit a raw disk image's size must be a multiple of.
 const SectorSize = 512
@@ -64,7 +66,10 @@ func Detect(head []byte) (Format, error) {
 	if looksLikeText(head) {
 		return "", fmt.Errorf("input looks like a text file (starts with %q): expected a qcow2 or raw disk image or an image tar", firstLine(head))
 	}
-	return Raw, nil
+	if rawKind(head) != "" {
+		return Raw, nil
+	}
+	return "", errors.New("cannot detect file type: not qcow2, not an image tar, and no partition table (MBR, GPT) or filesystem (ext4, xfs, btrfs, vfat, iso9660…) that a raw disk would start with")
 }
 
 // RawSizeOK reports whether size fits a raw disk image: non-empty whole 512-byte sectors.

@@ -10,6 +10,10 @@
 // Names with a leading "/" are taken relative to the root, as container runtimes and GNU tar do.
 // Device nodes and fifos are created as they are: the tree lives in a root-only temp directory and
 // the nodes only mean something inside the guest that mounts the finished image.
+//
+// A few KiB of tar can declare terabytes (a huge size field, a sparse entry, a gzip bomb), so the
+// declared sizes are added up against Options.MaxBytes before anything is written, and zero
+// blocks are written as holes: only real data takes space on the host.
 package untar
 
 import (
@@ -33,7 +37,18 @@ type Options struct {
 	Whiteouts bool
 	// OnFile, when set, is called with the cleaned relative name of each regular file written.
 	OnFile func(name string)
+	// MaxBytes bounds what the layer may expand to: the sum of the logical sizes of its regular
+	// files (holes included, as mkfs.erofs and the guest read them) plus EntryCost per entry.
+	// Zero means DefaultMaxBytes.
+	MaxBytes int64
 }
+
+// DefaultMaxBytes is the expansion bound when Options.MaxBytes is zero.
+const DefaultMaxBytes = 64 << 30
+
+// EntryCost is what each entry counts against MaxBytes besides its data: one filesystem block,
+// about what its inode and directory entry take, so a bomb of empty entries is bounded too.
+const EntryCost = 4096
 
 const (
 	whiteoutPrefix = ".wh."
@@ -46,10 +61,15 @@ const (
 // ErrUnsafe marks a layer refused because an entry would escape the root or follow a symlink.
 var ErrUnsafe = errors.New("unsafe layer")
 
+// ErrTooLarge marks a layer refused because it declares more than Options.MaxBytes.
+var ErrTooLarge = errors.New("too large")
+
 type extractor struct {
 	rootFd int
 	opts   Options
 	dirs   []dirTimes
+	used   int64  // bytes counted against opts.MaxBytes so far
+	buf    []byte // file data staging, allocated on first use
 }
 
 type dirTimes struct {
@@ -65,11 +85,14 @@ func Extract(ctx context.Context, r io.Reader, root string, opts Options) error 
 		return fmt.Errorf("open extraction root %s: %w", root, err)
 	}
 	defer unix.Close(fd)
+	x := &extractor{rootFd: fd, opts: opts}
 	// A layer root is 0755 unless the tar has a "./" entry saying otherwise.
 	if err := unix.Fchmod(fd, 0o755); err != nil {
 		return fmt.Errorf("set mode of extraction root %s: %w", root, err)
 	}
-	x := &extractor{rootFd: fd, opts: opts}
+	if x.opts.MaxBytes <= 0 {
+		x.opts.MaxBytes = DefaultMaxBytes
+	}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -125,6 +148,9 @@ func clean(name string) (string, error) {
 func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	rel, err := clean(hdr.Name)
 	if err != nil {
+		return err
+	}
+	if err := x.account(hdr); err != nil {
 		return err
 	}
 	if rel == "." {
@@ -236,6 +262,9 @@ func (x *extractor) replace(pfd int, base string) error {
 }
 
 func (x *extractor) whiteout(rel, base string) error {
+	if name := strings.TrimPrefix(base, whiteoutPrefix); name == "" || name == "." || name == ".." {
+		return fmt.Errorf("%w: whiteout %q names no entry of its directory", ErrUnsafe, rel)
+	}
 	pfd, err := x.parent(rel)
 	if err != nil {
 		return err
@@ -327,7 +356,7 @@ func (x *extractor) file(pfd int, base, rel string, hdr *tar.Header, r io.Reader
 		return fmt.Errorf("create file: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), rel)
-	if _, err := io.Copy(f, r); err != nil {
+	if err := x.writeData(f, r, hdr.Size); err != nil {
 		f.Close()
 		return fmt.Errorf("write file: %w", err)
 	}

@@ -21,7 +21,7 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func build(t *testing.T, hdrs ...*tar.Header) []byte {
+func build(t testing.TB, hdrs ...*tar.Header) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
