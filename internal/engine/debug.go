@@ -39,9 +39,15 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if name == "" {
 		name = defaultName(o.Image)
 	}
-	dir := "."
-	if o.COWPath != "" {
+	// Paths in the recipe are absolute, as the hypervisor requires: relative ones are taken
+	// from the current directory.
+	dir, err := filepath.Abs(".")
+	if err == nil && o.COWPath != "" {
+		o.COWPath, err = filepath.Abs(o.COWPath)
 		dir = filepath.Dir(o.COWPath)
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve the recipe's directory: %w", err)
 	}
 	vm := &VM{ID: "debug-" + name, Name: name, Hypervisor: b.Name(), Config: VMConfig{CPU: o.CPU, Memory: o.Memory,
 		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows}, RunDir: dir, LogDir: dir,
@@ -70,11 +76,10 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: !o.NoDirectIO, Role: "cow"})
 		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
 	}
-	spec, _, err := e.buildSpec(vm, true)
-	if err != nil {
+	if err := e.checkPlan(b, vm, func(*VM) error { return nil }); err != nil {
 		return "", err
 	}
-	cmd, err := b.DebugCommand(spec)
+	cmd, err := b.DebugCommand(specOf(vm, true))
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
@@ -36,6 +37,8 @@ type Backend struct {
 	socketWait  time.Duration
 	restoreWait time.Duration
 	tcgCacheMB  int
+	aioOnce     sync.Once
+	aio         string // see aioMode
 }
 
 // New returns a QEMU backend.
@@ -69,7 +72,7 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 	// No memory growth on clone: the RAM size is part of the saved machine, and memory hot-plug
 	// (pc-dimm/virtio-mem) would need slots reserved at cold boot.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: false, NICHotSwap: true}
+		ResizeOnClone: true, MemoryGrowOnClone: false, NICHotSwap: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.
@@ -114,13 +117,13 @@ func (b *Backend) Alive(vm hypervisor.VMRef) bool {
 func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor.Process, error) {
 	accel, err := resolveAccel(spec.Accel)
 	if err == nil {
-		err = validate(spec, false)
+		err = b.validate(spec, false)
 	}
 	if err != nil {
 		return hypervisor.Process{}, err
 	}
 	l := coldLayout(spec, accel)
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode()}
 	args, files := ab.build()
 	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
 	defer cancel()
@@ -190,9 +193,9 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		}
 		return hypervisor.Process{}, fmt.Errorf("qemu for VM %s: %w (log: %s)", spec.ID, err, log)
 	}
-	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", l.Accel)
+	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", l.Accel, "aio", b.aioMode())
 	p := child.Process
-	p.Accel = l.Accel
+	p.Accel, p.DiskAIO = l.Accel, b.aioMode()
 	return p, nil
 }
 
@@ -299,12 +302,12 @@ func removeIfExists(path string) error {
 func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	accel, err := resolveAccel(spec.Accel)
 	if err == nil {
-		err = validate(spec, true)
+		err = b.validate(spec, true)
 	}
 	if err != nil {
 		return "", err
 	}
-	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, tapByName: true}
+	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true}
 	args, _ := ab.build()
 	return shellJoin(b.binary, args, true), nil
 }
