@@ -311,6 +311,9 @@ func (a *app) gcCommand() *cobra.Command {
 						fmt.Fprintln(a.stdout, "removed", x)
 					}
 				}
+				for _, x := range rep.Unattributed {
+					fmt.Fprintln(a.stdout, "left", x)
+				}
 			}
 			return err
 		},

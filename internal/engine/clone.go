@@ -121,10 +121,13 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	if err := e.checkPlan(b, vm, func(c *VM) error { return e.planFromSnapshot(c, snap, img, c.RunDir) }); err != nil {
 		return nil, err
 	}
+	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
+		return nil, err
+	}
 	nameBase := "cocoon-clone-" + strings.ToLower(id[:8])
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, nameBase) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
-		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir, vm.MemoryDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
+		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
 		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap) }, nil},
@@ -274,7 +277,7 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 	if err != nil {
 		return err
 	}
-	if err := mkdirs(spec.MemoryDir); err != nil {
+	if err := e.makeMemoryDir(spec.MemoryDir); err != nil {
 		return err
 	}
 	src := hypervisor.SnapshotSource{StateFile: filepath.Join(e.snaps.Dir(snap.ID), snapshot.FileState),

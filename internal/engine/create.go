@@ -136,6 +136,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	if err := e.checkPlan(b, vm, func(c *VM) error { e.planDisks(c, img, o, false); return nil }); err != nil {
 		return nil, err
 	}
+	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
+		return nil, err
+	}
 	req := network.Request{NICs: o.NICs, Queues: o.CPU, QueueSize: o.QueueSize, Network: o.Network, Bridge: o.Bridge}
 	if o.NICs > 0 {
 		if err := e.net.Validate(req); err != nil {
@@ -144,7 +147,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	}
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, defaultName(o.Image)) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
-		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
+		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"prepare disks", func(context.Context) error { return e.prepareDisks(vm, img, o) }, nil},
 		{"finalize", func(ctx context.Context) error { return e.finalize(ctx, vm) }, nil},

@@ -65,7 +65,10 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	if err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
-	if err := mkdirs(vm.RunDir, vm.LogDir, spec.MemoryDir); err != nil {
+	if err := e.makeVMDirs(vm.RunDir, vm.LogDir); err == nil {
+		err = e.makeMemoryDir(spec.MemoryDir)
+	}
+	if err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
 	proc, err := b.Start(ctx, spec)

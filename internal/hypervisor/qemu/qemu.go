@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
@@ -152,6 +154,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	if err := os.Remove(ramPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
 	}
+
 	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binary, args, false)+"\n"), 0o600); err != nil {
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
@@ -159,7 +162,9 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	// The link marks the RAM file as this VM's own, to delete when it stops; a clone's RAM is
 	// its snapshot's file, which other clones share.
 	if err == nil && l.RAM.Shared {
-		err = os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+		if err = createRAMFile(l.RAM.File); err == nil {
+			err = os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+		}
 	}
 	if err != nil {
 		_ = removeRuntime(spec.RunDir)
@@ -286,6 +291,23 @@ func removeRuntime(runDir string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove runtime files in %s: %w", runDir, err)
+	}
+	return nil
+}
+
+// createRAMFile makes the empty guest RAM file that QEMU then opens and sizes, so it is 0600
+// whatever QEMU's umask, and never a link someone planted (O_EXCL|O_NOFOLLOW).
+func createRAMFile(path string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create guest RAM file %s: %w", path, err)
+	}
+	err = unix.Fchmod(fd, 0o600)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("create guest RAM file %s: %w", path, err)
 	}
 	return nil
 }
