@@ -83,7 +83,7 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	prep = append(prep, "mkdir -p "+shellQuote(vm.MemoryDir))
+	prep = append(prep, "mkdir -p -m 0700 "+shellQuote(vm.MemoryDir))
 	return "# Prepare disks\n" + strings.Join(prep, "\n") + "\n\n# Launch\n" + cmd + "\n", nil
 }
 

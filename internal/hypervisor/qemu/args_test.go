@@ -159,6 +159,10 @@ func TestValidateRejectsBadSpecs(t *testing.T) {
 		"queue mismatch": {func(s *hypervisor.VMSpec) {
 			s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:01", Files: []*os.File{os.Stdin}, Queues: 2}}
 		}, "one fd per queue"},
+		"net queue": {func(s *hypervisor.VMSpec) {
+			s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:01", Files: []*os.File{os.Stdin}, QueueSize: 64}}
+		}, "power of two from 256 to 1024"},
+		"too many NICs": {func(s *hypervisor.VMSpec) { s.NICs = make([]hypervisor.NIC, 9) }, "at most 8"},
 		"hugepage size": {func(s *hypervisor.VMSpec) { s.HugePages, s.MemoryBytes = true, 513<<20 }, "2 MiB"},
 	}
 	for name, c := range cases {
