@@ -33,8 +33,8 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.memory, "memory", "1G", "memory size (e.g. 512M, 2G)")
 	fs.StringVar(&f.storage, "storage", "10G", "COW disk size (e.g. 10G, 20G)")
 	fs.IntVar(&f.opts.NICs, "nics", 1, "number of network interfaces (0 = no network)")
-	fs.IntVar(&f.opts.QueueSize, "queue-size", 0, "virtio-net ring depth per queue (0 = 512)")
-	fs.IntVar(&f.opts.DiskQueueSize, "disk-queue-size", 0, "virtio-blk ring depth per device (0 = 512)")
+	fs.IntVar(&f.opts.QueueSize, "queue-size", 0, "virtio-net ring depth per queue (0 = 512; qemu: power of two 256-1024)")
+	fs.IntVar(&f.opts.DiskQueueSize, "disk-queue-size", 0, "virtio-blk ring depth per device (0 = 512; qemu: power of two 4-1024)")
 	fs.StringVar(&f.opts.Network, "network", "", "CNI conflist name (empty = first conflist)")
 	fs.StringVar(&f.opts.Bridge, "bridge", "", "TAP-on-bridge mode: existing bridge device (exclusive with --network)")
 	fs.StringVar(&f.opts.User, "user", "root", "guest user for cloud-init (cloud images only)")
@@ -310,6 +310,9 @@ func (a *app) gcCommand() *cobra.Command {
 					for _, x := range r {
 						fmt.Fprintln(a.stdout, "removed", x)
 					}
+				}
+				for _, x := range rep.Unattributed {
+					fmt.Fprintln(a.stdout, "left", x)
 				}
 			}
 			return err

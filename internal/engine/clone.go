@@ -121,10 +121,16 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		ImageBlobIDs: setOf(m.ImageBlobIDs), FirstBooted: true, CidataAttached: hasSnapshotRole(m, "cidata"),
 		RunDir: filepath.Join(e.cfg.RunDir, id), LogDir: filepath.Join(e.cfg.LogDir, id), MemoryDir: filepath.Join(e.cfg.MemoryDir, id),
 		CreatedAt: now, UpdatedAt: now}
+	if err := e.checkPlan(b, vm, func(c *VM) error { return e.planFromSnapshot(c, snap, img, c.RunDir) }); err != nil {
+		return nil, err
+	}
+	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
+		return nil, err
+	}
 	nameBase := "cocoon-clone-" + strings.ToLower(id[:8])
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, nameBase) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
-		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir, vm.MemoryDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
+		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
 		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap) }, nil},
@@ -188,12 +194,39 @@ func repoOf(ref string) string {
 // materialize rebuilds the VM's disks from the snapshot into dir: writable files are
 // reflinked or sparse-copied, layers and cloud bases come from the local image store.
 func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, dir string) error {
+	if err := e.planFromSnapshot(vm, snap, img, dir); err != nil {
+		return err
+	}
+	src := e.snaps.Dir(snap.ID)
+	for _, d := range vm.Disks {
+		if d.Role == "layer" {
+			continue
+		}
+		name := filepath.Base(d.Path)
+		if _, err := disk.CloneFile(d.Path, filepath.Join(src, name)); err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+		if err := e.fixDisk(vm, img, d); err != nil {
+			return err
+		}
+	}
+	if img.Kind == image.KindOCI {
+		return nil
+	}
+	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, filepath.Join(src, snapshot.FileFirmware)); err != nil {
+		return fmt.Errorf("copy UEFI variables: %w", err)
+	}
+	return nil
+}
+
+// planFromSnapshot sets the disks and boot configuration a VM made from the snapshot gets in
+// dir, without copying anything.
+func (e *Engine) planFromSnapshot(vm *VM, snap *snapshot.Snapshot, img *image.Image, dir string) error {
 	m := &snap.Manifest
 	layers := map[string]string{}
 	for _, l := range img.Layers {
 		layers[layerID(l.Path)] = l.Path
 	}
-	src := e.snaps.Dir(snap.ID)
 	vm.Disks = nil
 	var topDown []string
 	for _, d := range m.Disks {
@@ -209,12 +242,6 @@ func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, 
 			topDown = append([]string{d.Serial}, topDown...)
 		} else {
 			hd.Path = filepath.Join(dir, d.File)
-			if _, err := disk.CloneFile(hd.Path, filepath.Join(src, d.File)); err != nil {
-				return fmt.Errorf("copy %s: %w", d.File, err)
-			}
-			if err := e.fixDisk(vm, img, hd); err != nil {
-				return err
-			}
 		}
 		vm.Disks = append(vm.Disks, hd)
 	}
@@ -222,11 +249,7 @@ func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, 
 		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, topDown, e.cfg.DNS)}
 		return nil
 	}
-	vars := filepath.Join(dir, snapshot.FileFirmware)
-	if _, err := disk.CloneFile(vars, filepath.Join(src, snapshot.FileFirmware)); err != nil {
-		return fmt.Errorf("copy UEFI variables: %w", err)
-	}
-	vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
+	vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: filepath.Join(dir, snapshot.FileFirmware)}
 	return nil
 }
 
@@ -261,14 +284,14 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 	if err != nil {
 		return err
 	}
-	if err := mkdirs(spec.MemoryDir); err != nil {
+	if err := e.makeMemoryDir(spec.MemoryDir); err != nil {
 		return err
 	}
 	proc, err := sn.StartFromSnapshot(ctx, spec, snapshotSource(e.snaps.Dir(snap.ID), &snap.Manifest))
 	if err != nil {
 		return err
 	}
-	vm.State, vm.PID, vm.PIDStart, vm.Accel, vm.LastError = StateRunning, proc.PID, proc.StartTime, proc.Accel, ""
+	vm.State, vm.PID, vm.PIDStart, vm.Accel, vm.DiskAIO, vm.LastError = StateRunning, proc.PID, proc.StartTime, proc.Accel, proc.DiskAIO, ""
 	now := time.Now().UTC()
 	vm.StartedAt = &now
 	_, err = e.updateVM(ctx, vm.ID, func(r *VM) error { *r = *vm; return nil })

@@ -41,7 +41,6 @@ type CreateOptions struct {
 const (
 	minMemory  = 512 << 20
 	minStorage = 1 << 30
-	maxNICs    = 8 // PCIe root ports reserved for NICs
 )
 
 func (o *CreateOptions) nameOr(image string) string {
@@ -51,7 +50,8 @@ func (o *CreateOptions) nameOr(image string) string {
 	return "from " + image
 }
 
-// validate checks everything that needs no image or network: it runs before anything is made.
+// validate checks the product's own rules that need no image or network; the backend's
+// limits are checked on the planned spec (checkSpec). Both run before anything is made.
 func (o *CreateOptions) validate() error {
 	switch {
 	case o.CPU < 1:
@@ -62,15 +62,10 @@ func (o *CreateOptions) validate() error {
 		return fmt.Errorf("--memory must be at least 512M, got %d bytes", o.Memory)
 	case o.Storage < minStorage:
 		return fmt.Errorf("--storage must be at least 1G, got %d bytes", o.Storage)
-	case o.NICs < 0 || o.NICs > maxNICs:
-		return fmt.Errorf("--nics must be between 0 and %d, got %d", maxNICs, o.NICs)
+	case o.NICs < 0:
+		return fmt.Errorf("--nics must be 0 or more, got %d", o.NICs)
 	case o.Bridge != "" && o.Network != "":
 		return fmt.Errorf("--bridge and --network are mutually exclusive: pick one")
-	}
-	for flag, v := range map[string]int{"--queue-size": o.QueueSize, "--disk-queue-size": o.DiskQueueSize} {
-		if v != 0 && (v < 64 || v > 1024 || v&(v-1) != 0) {
-			return fmt.Errorf("%s must be 0 (default 512) or a power of two from 64 to 1024, got %d", flag, v)
-		}
 	}
 	if o.Name != "" {
 		if err := validateName(o.Name); err != nil {
@@ -122,13 +117,6 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 			return nil, fmt.Errorf("UEFI firmware %s not found: install the ovmf package or set firmware_code", e.cfg.FirmwareCode)
 		}
 	}
-	req := network.Request{NICs: o.NICs, Queues: o.CPU, QueueSize: o.QueueSize, Network: o.Network, Bridge: o.Bridge}
-	if o.NICs > 0 {
-		if err := e.net.Validate(req); err != nil {
-			return nil, err
-		}
-	}
-
 	id := rand.Text()
 	now := time.Now().UTC()
 	vm := &VM{
@@ -145,9 +133,21 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	if vm.Config.Accel == "" {
 		vm.Config.Accel = e.cfg.Accel
 	}
+	if err := e.checkPlan(b, vm, func(c *VM) error { e.planDisks(c, img, o, false); return nil }); err != nil {
+		return nil, err
+	}
+	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
+		return nil, err
+	}
+	req := network.Request{NICs: o.NICs, Queues: o.CPU, QueueSize: o.QueueSize, Network: o.Network, Bridge: o.Bridge}
+	if o.NICs > 0 {
+		if err := e.net.Validate(req); err != nil {
+			return nil, err
+		}
+	}
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, defaultName(o.Image)) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
-		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
+		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"prepare disks", func(context.Context) error { return e.prepareDisks(vm, img, o) }, nil},
 		{"finalize", func(ctx context.Context) error { return e.finalize(ctx, vm) }, nil},
@@ -224,30 +224,41 @@ func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
 		slog.Warn("run dir does not support O_DIRECT, writable disks use the page cache", "run_dir", vm.RunDir)
 		direct = false
 	}
+	// Planned again: the kernel command line carries the addresses of the NICs made since.
+	e.planDisks(vm, img, o, direct)
 	if img.Kind == image.KindOCI {
-		return e.prepareOCI(vm, img, direct)
+		if err := disk.CreateRawExt4(filepath.Join(vm.RunDir, "cow.raw"), vm.Config.Storage, "cocoon-cow"); err != nil {
+			return fmt.Errorf("create COW disk for %s: %w", vm.Name, err)
+		}
+		return nil
 	}
-	return e.prepareCloud(vm, img, o, direct)
+	return e.prepareCloud(vm, img, o)
 }
 
-func (e *Engine) prepareOCI(vm *VM, img *image.Image, direct bool) error {
+// planDisks sets the VM's disks and boot configuration for the image kind without making
+// anything, so the whole spec can be validated before anything exists.
+func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct bool) {
+	vm.Disks = nil
+	if img.Kind != image.KindOCI {
+		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "overlay.qcow2"), Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
+		if !o.Windows {
+			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cidata.img"), Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
+		}
+		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: filepath.Join(vm.RunDir, "OVMF_VARS.fd")}
+		return
+	}
 	serials := make([]string, len(img.Layers))
 	for i, l := range img.Layers { // bottom → top
 		serials[i] = fmt.Sprintf("cocoon-layer%d", i)
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serials[i], Role: "layer"})
 	}
-	cow := filepath.Join(vm.RunDir, "cow.raw")
-	if err := disk.CreateRawExt4(cow, vm.Config.Storage, "cocoon-cow"); err != nil {
-		return fmt.Errorf("create COW disk for %s: %w", vm.Name, err)
-	}
-	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: cow, Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: direct, Role: "cow"})
+	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cow.raw"), Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: direct, Role: "cow"})
 	top := make([]string, len(serials))
 	for i := range serials {
 		top[i] = serials[len(serials)-1-i]
 	}
 	vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath,
 		Cmdline: kernelCmdline(vm, top, e.cfg.DNS)}
-	return nil
 }
 
 // kernelCmdline renders the guest contract (DESIGN.md §4): layers top→bottom, the COW serial,
@@ -263,24 +274,20 @@ func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
 	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
 }
 
-func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions, direct bool) error {
+// prepareCloud makes the files planDisks planned for a cloud image.
+func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions) error {
 	overlay := filepath.Join(vm.RunDir, "overlay.qcow2")
 	if err := disk.CreateQcow2Overlay(overlay, img.BlobPath, max(vm.Config.Storage, img.VirtualSize)); err != nil {
 		return fmt.Errorf("create overlay disk for %s: %w", vm.Name, err)
 	}
-	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
 	if !o.Windows {
-		seed := filepath.Join(vm.RunDir, "cidata.img")
-		if err := cloudinit.WriteImage(seed, cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
+		if err := cloudinit.WriteImage(filepath.Join(vm.RunDir, "cidata.img"), cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
 			return fmt.Errorf("create cloud-init seed for %s: %w", vm.Name, err)
 		}
-		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: seed, Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 	}
-	vars := filepath.Join(vm.RunDir, "OVMF_VARS.fd")
-	if _, err := disk.CloneFile(vars, e.cfg.FirmwareVars); err != nil {
+	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, e.cfg.FirmwareVars); err != nil {
 		return fmt.Errorf("copy UEFI variables %s for %s: %w (install ovmf or set firmware_vars)", e.cfg.FirmwareVars, vm.Name, err)
 	}
-	vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
 	return nil
 }
 

@@ -39,9 +39,15 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if name == "" {
 		name = defaultName(o.Image)
 	}
-	dir := "."
-	if o.COWPath != "" {
+	// Paths in the recipe are absolute, as the hypervisor requires: relative ones are taken
+	// from the current directory.
+	dir, err := filepath.Abs(".")
+	if err == nil && o.COWPath != "" {
+		o.COWPath, err = filepath.Abs(o.COWPath)
 		dir = filepath.Dir(o.COWPath)
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve the recipe's directory: %w", err)
 	}
 	vm := &VM{ID: "debug-" + name, Name: name, Hypervisor: b.Name(), Config: VMConfig{CPU: o.CPU, Memory: o.Memory,
 		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows}, RunDir: dir, LogDir: dir,
@@ -70,15 +76,14 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: !o.NoDirectIO, Role: "cow"})
 		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
 	}
-	spec, _, err := e.buildSpec(vm, true)
+	if err := e.checkPlan(b, vm, func(*VM) error { return nil }); err != nil {
+		return "", err
+	}
+	cmd, err := b.DebugCommand(specOf(vm, true))
 	if err != nil {
 		return "", err
 	}
-	cmd, err := b.DebugCommand(spec)
-	if err != nil {
-		return "", err
-	}
-	prep = append(prep, "mkdir -p "+shellQuote(vm.MemoryDir))
+	prep = append(prep, "mkdir -p -m 0700 "+shellQuote(vm.MemoryDir))
 	return "# Prepare disks\n" + strings.Join(prep, "\n") + "\n\n# Launch\n" + cmd + "\n", nil
 }
 

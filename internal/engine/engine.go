@@ -30,6 +30,7 @@ type Engine struct {
 	vms      *store.Store[vmIndex, *vmIndex]
 	snaps    *snapshot.Store
 	vmDir    string // <root>/vm: index and per-VM locks
+	rootID   string // tags this root's VM dirs and TAPs (store.RootID)
 }
 
 // Options are per-process settings the CLI passes down.
@@ -45,6 +46,10 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("--%s %s is not usable: %w (choose another directory or run as root)", d.key, d.dir, err)
 		}
 	}
+	rootID, err := store.RootID(cfg.RootDir)
+	if err != nil {
+		return nil, err
+	}
 	iopts := image.Options{PoolSize: cfg.PoolSize, Insecure: opts.Insecure, MaxLayerBytes: cfg.MaxLayerBytes}
 	if opts.Progress != nil {
 		iopts.Progress = opts.Progress
@@ -57,9 +62,10 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 		backends: map[string]hypervisor.Backend{
 			"qemu": qemu.New(qemu.Options{Binary: cfg.QEMUBinary, SocketWait: seconds(cfg.SocketWaitTimeoutSeconds)}),
 		},
-		vms:   store.New[vmIndex](filepath.Join(vmDir, "db"), "vms", vmSchema),
-		snaps: snapshot.NewStore(cfg.RootDir),
-		vmDir: vmDir,
+		vms:    store.New[vmIndex](filepath.Join(vmDir, "db"), "vms", vmSchema),
+		snaps:  snapshot.NewStore(cfg.RootDir),
+		vmDir:  vmDir,
+		rootID: rootID,
 	}
 	return e, nil
 }

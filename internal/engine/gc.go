@@ -12,13 +12,15 @@ import (
 // placeholderGrace is how long a creating record may exist before GC treats it as a crash leftover.
 const placeholderGrace = 24 * time.Hour
 
-// GCReport lists what a GC cycle removed.
+// GCReport lists what a GC cycle removed, and what it left because it cannot prove that
+// this root owns it (shared run/log/memory dirs, bridge TAPs).
 type GCReport struct {
-	Blobs     []string `json:"blobs"`
-	Networks  []string `json:"networks"`
-	VMDirs    []string `json:"vm_dirs"`
-	Stale     []string `json:"stale_vms"`
-	Snapshots []string `json:"snapshots"`
+	Blobs        []string `json:"blobs"`
+	Networks     []string `json:"networks"`
+	VMDirs       []string `json:"vm_dirs"`
+	Stale        []string `json:"stale_vms"`
+	Snapshots    []string `json:"snapshots"`
+	Unattributed []string `json:"unattributed"`
 }
 
 // GC removes what nothing references: image blobs no image, VM or snapshot uses, network
@@ -75,13 +77,22 @@ func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
 	if rep.Blobs, err = e.images.GC(ctx, pinned); err != nil {
 		errs = append(errs, fmt.Errorf("gc images: %w", err))
 	}
-	if rep.Networks, err = e.net.GC(ctx, live); err != nil {
+	var taps []string
+	if rep.Networks, taps, err = e.net.GC(ctx, live); err != nil {
 		errs = append(errs, fmt.Errorf("gc network: %w", err))
 	}
+	rep.Unattributed = append(rep.Unattributed, taps...)
 	// Huge-page RAM dirs are left to rm: that mount is shared by every root on the host.
-	for _, dir := range []string{e.cfg.RunDir, e.cfg.LogDir, e.cfg.MemoryDir} {
-		removed, err := removeOrphanDirs(dir, live)
+	dirs := []string{e.cfg.RunDir, e.cfg.LogDir}
+	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err)) // never walk into a planted memory dir
+	} else {
+		dirs = append(dirs, e.cfg.MemoryDir)
+	}
+	for _, dir := range dirs {
+		removed, left, err := e.removeOrphanDirs(dir, live)
 		rep.VMDirs = append(rep.VMDirs, removed...)
+		rep.Unattributed = append(rep.Unattributed, left...)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -109,27 +120,35 @@ func (e *Engine) collectStale(ctx context.Context, x *vmIndex, vm *VM) (bool, er
 	return true, nil
 }
 
-// removeOrphanDirs removes subdirectories named like VM IDs that belong to no VM.
-func removeOrphanDirs(dir string, live map[string]struct{}) ([]string, error) {
+// removeOrphanDirs removes subdirectories named like VM IDs that belong to no VM and carry
+// this root's marker. Unmarked ones are left and listed: run, log and memory dirs may be
+// shared with other roots, whose VMs this root cannot see.
+func (e *Engine) removeOrphanDirs(dir string, live map[string]struct{}) (removed, left []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gc: read %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("gc: read %s: %w", dir, err)
 	}
-	var removed []string
 	for _, en := range entries {
 		if _, ok := live[en.Name()]; ok || !en.IsDir() || !looksLikeVMID(en.Name()) {
 			continue
 		}
 		p := filepath.Join(dir, en.Name())
+		switch owner := dirOwner(p); {
+		case owner == "":
+			left = append(left, p+" (no root marker: not provably this root's)")
+			continue
+		case owner != e.rootID:
+			continue // another root's VM
+		}
 		if err := os.RemoveAll(p); err != nil {
-			return removed, fmt.Errorf("gc: remove %s: %w", p, err)
+			return removed, left, fmt.Errorf("gc: remove %s: %w", p, err)
 		}
 		removed = append(removed, p)
 	}
-	return removed, nil
+	return removed, left, nil
 }
 
 // looksLikeVMID matches crypto/rand.Text output (26 base32 chars), so GC never touches

@@ -65,7 +65,10 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	if err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
-	if err := mkdirs(vm.RunDir, vm.LogDir, spec.MemoryDir); err != nil {
+	if err := e.makeVMDirs(vm.RunDir, vm.LogDir); err == nil {
+		err = e.makeMemoryDir(spec.MemoryDir)
+	}
+	if err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
 	proc, err := b.Start(ctx, spec)
@@ -74,7 +77,7 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	}
 	return e.updateVM(ctx, vm.ID, func(r *VM) error {
 		now := time.Now().UTC()
-		r.State, r.LastError, r.PID, r.PIDStart, r.Accel = StateRunning, "", proc.PID, proc.StartTime, proc.Accel
+		r.State, r.LastError, r.PID, r.PIDStart, r.Accel, r.DiskAIO = StateRunning, "", proc.PID, proc.StartTime, proc.Accel, proc.DiskAIO
 		r.StartedAt, r.FirstBooted, r.CidataAttached = &now, true, hasRole(spec.Disks, "cidata")
 		return nil
 	})
@@ -98,6 +101,22 @@ func (e *Engine) recoverNetwork(ctx context.Context, vm *VM) error {
 // The cloud-init disk is attached only when withCidata (first boot, or resuming a snapshot
 // whose process had it).
 func (e *Engine) buildSpec(vm *VM, withCidata bool) (hypervisor.VMSpec, []*os.File, error) {
+	spec := specOf(vm, withCidata)
+	var files []*os.File
+	for _, att := range vm.Networks {
+		fds, err := e.net.OpenTaps(att)
+		if err != nil {
+			return spec, files, fmt.Errorf("open TAP %s: %w", att.Tap, err)
+		}
+		files = append(files, fds...)
+		spec.NICs = append(spec.NICs, hypervisor.NIC{MAC: att.MAC, Files: fds, TapName: att.Tap,
+			Queues: len(fds), QueueSize: att.QueueSize, MTU: att.MTU})
+	}
+	return spec, files, nil
+}
+
+// specOf is the VMSpec of a record without its NICs.
+func specOf(vm *VM, withCidata bool) hypervisor.VMSpec {
 	spec := hypervisor.VMSpec{
 		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MaxCPUs: vm.maxCPU(), MemoryBytes: vm.Config.Memory,
 		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
@@ -116,17 +135,7 @@ func (e *Engine) buildSpec(vm *VM, withCidata bool) (hypervisor.VMSpec, []*os.Fi
 		}
 		spec.Disks = append(spec.Disks, d)
 	}
-	var files []*os.File
-	for _, att := range vm.Networks {
-		fds, err := e.net.OpenTaps(att)
-		if err != nil {
-			return spec, files, fmt.Errorf("open TAP %s: %w", att.Tap, err)
-		}
-		files = append(files, fds...)
-		spec.NICs = append(spec.NICs, hypervisor.NIC{MAC: att.MAC, Files: fds, TapName: att.Tap,
-			Queues: len(fds), QueueSize: att.QueueSize, MTU: att.MTU})
-	}
-	return spec, files, nil
+	return spec
 }
 
 func hasRole(disks []hypervisor.Disk, role string) bool {

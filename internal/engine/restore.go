@@ -60,14 +60,17 @@ func (e *Engine) Restore(ctx context.Context, vmRef, snapRef string, o RestoreOp
 		if err != nil {
 			return err
 		}
+		next := *vm
+		next.Config.CPU, next.Config.Memory, next.Config.Storage = r.cpu, r.memory, r.storage
+		next.CidataAttached = hasSnapshotRole(m, "cidata")
+		if err := e.checkPlan(b, &next, func(c *VM) error { return e.planFromSnapshot(c, snap, img, c.RunDir) }); err != nil {
+			return err
+		}
 		staging := filepath.Join(vm.RunDir, "restore-staging")
 		if err := os.RemoveAll(staging); err != nil {
 			return err
 		}
 		defer os.RemoveAll(staging) //nolint:errcheck
-		next := *vm
-		next.Config.CPU, next.Config.Memory, next.Config.Storage = r.cpu, r.memory, r.storage
-		next.CidataAttached = hasSnapshotRole(m, "cidata")
 		if err := mkdirs(staging); err != nil {
 			return err
 		}

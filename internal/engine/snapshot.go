@@ -64,8 +64,9 @@ func (e *Engine) SaveSnapshot(ctx context.Context, ref string, o SaveOptions) (*
 		if err := e.snaps.Reserve(ctx, snap); err != nil {
 			return err
 		}
-		staging, err := e.snaps.StagingDir("save")
+		staging, release, err := e.snaps.StagingDir("save")
 		if err == nil {
+			defer release()
 			err = e.capture(ctx, vm, sn, staging, &snap.Manifest)
 		}
 		if err == nil { // after the resume: digests read every payload once
@@ -229,10 +230,11 @@ const maxImportBytes = 4 << 40
 // manifest (names, digests, qcow2 references, device state header) and commits it under a
 // new ID. On any error nothing remains.
 func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions) (*snapshot.Snapshot, error) {
-	staging, err := e.snaps.StagingDir("import")
+	staging, release, err := e.snaps.StagingDir("import")
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	committed := false
 	defer func() {
 		if !committed {

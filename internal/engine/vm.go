@@ -80,6 +80,7 @@ type VM struct {
 	LastError   string               `json:"last_error,omitempty"`
 	Config      VMConfig             `json:"config"`
 	Accel       string               `json:"accel,omitempty"`
+	DiskAIO     string               `json:"disk_aio,omitempty"` // of the last launch: io_uring or threads
 	PID         int                  `json:"pid,omitempty"`
 	PIDStart    uint64               `json:"pid_start_time,omitempty"`
 	Networks    []network.Attachment `json:"network_configs,omitempty"`

@@ -82,6 +82,7 @@ type Capabilities struct {
 	MemoryGrowOnClone bool
 	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's.
 	NICHotSwap bool
+	Limits     Limits
 }
 
 // Process identifies a launched hypervisor; the engine records it in the VM record.
@@ -90,6 +91,7 @@ type Process struct {
 	StartTime uint64 // field 22 of /proc/<pid>/stat: tells a reused PID apart
 	Binary    string
 	Accel     string // accelerator actually used (qemu: kvm or tcg)
+	DiskAIO   string // how disk I/O is submitted (qemu: io_uring or threads)
 }
 
 // StopOptions tune Stop. Zero values mean the defaults below.

@@ -34,20 +34,20 @@ func bridgeLink(dev string) (*netlink.Bridge, error) {
 
 // setupBridge puts one TAP per NIC on the bridge. The guest configures itself with DHCP from
 // the bridge's network, so there is no IP to record.
-func setupBridge(p *plan) (atts []Attachment, err error) {
+func setupBridge(p *plan, owner string) (atts []Attachment, err error) {
 	br, err := bridgeLink(p.bridge)
 	if err != nil {
 		return nil, err
 	}
 	if len(p.existing) > 0 {
 		// Recovery: TAPs that survived are rebuilt, so every NIC gets the same settings.
-		if err := deleteBridgeTaps(p.vmID); err != nil {
+		if err := deleteBridgeTaps(p.vmID, owner); err != nil {
 			return nil, fmt.Errorf("recover network of VM %s: %w", p.vmID, err)
 		}
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, deleteBridgeTaps(p.vmID))
+			err = errors.Join(err, deleteBridgeTaps(p.vmID, owner))
 		}
 	}()
 	for i := range p.nics {
@@ -59,7 +59,7 @@ func setupBridge(p *plan) (atts []Attachment, err error) {
 		if _, err := netlink.LinkByName(name); err == nil {
 			return nil, fmt.Errorf("TAP %s already exists: remove the leftover with 'cocoon gc' or 'ip link del %s'", name, name)
 		}
-		if err := addBridgePort(br, name, p.queues, mac); err != nil {
+		if err := addBridgePort(br, name, p.queues, mac, owner); err != nil {
 			return nil, fmt.Errorf("bridge NIC %d of VM %s: %w", i, p.vmID, err)
 		}
 		atts = append(atts, Attachment{
@@ -91,13 +91,16 @@ func bridgeMAC(existing []Attachment, i int) (net.HardwareAddr, error) {
 	return mac, nil
 }
 
-// addBridgePort creates the TAP and enslaves it. Learning is off and the guest MAC is a static
-// FDB entry: frames for the guest go to its port only, and a guest spoofing another MAC cannot
-// move that MAC's traffic to itself.
-func addBridgePort(br *netlink.Bridge, name string, queues int, mac net.HardwareAddr) error {
+// addBridgePort creates the TAP, tags it with its owner (see tapOwner) and enslaves it.
+// Learning is off and the guest MAC is a static FDB entry: frames for the guest go to its port
+// only, and a guest spoofing another MAC cannot move that MAC's traffic to itself.
+func addBridgePort(br *netlink.Bridge, name string, queues int, mac net.HardwareAddr, owner string) error {
 	t, err := tap.Create(name, queues, br.MTU)
 	if err != nil {
 		return err
+	}
+	if err := netlink.LinkSetAlias(t, owner); err != nil {
+		return fmt.Errorf("tag %s with its owner: %w", name, err)
 	}
 	if err := netlink.LinkSetMaster(t, br); err != nil {
 		return fmt.Errorf("enslave %s to %s: %w", name, br.Name, err)
@@ -118,8 +121,9 @@ func addBridgePort(br *netlink.Bridge, name string, queues int, mac net.Hardware
 	return nil
 }
 
-// deleteBridgeTaps deletes every bt<id8>-<n> link of the current netns.
-func deleteBridgeTaps(vmID string) error {
+// deleteBridgeTaps deletes the VM's bt<id8>-<n> links of the current netns: those tagged with
+// owner, and untagged ones (made before TAPs were tagged), never another root's or VM's.
+func deleteBridgeTaps(vmID, owner string) error {
 	links, err := retryDump(netlink.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
@@ -127,8 +131,8 @@ func deleteBridgeTaps(vmID string) error {
 	prefix := bridgeTapPrefix + vmID[:8] + "-"
 	var errs []error
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
-			errs = append(errs, tap.Delete(l.Attrs().Name))
+		if a := l.Attrs(); strings.HasPrefix(a.Name, prefix) && (a.Alias == owner || a.Alias == "") {
+			errs = append(errs, tap.Delete(a.Name))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,7 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/cocoonstack/cocoon/internal/network/tap"
 )
 
 func TestGCRemovesOnlyDeadVMsOfThisRoot(t *testing.T) {
@@ -40,9 +45,31 @@ func TestGCRemovesOnlyDeadVMsOfThisRoot(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", foreign).Run() })
 
-	removed, err := e.m.GC(ctx, map[string]struct{}{live: {}, liveBr: {}})
+	// Another root on the same bridge: its dead-looking TAP is not ours. An untagged TAP with
+	// our naming cannot be attributed: left and reported.
+	other := NewManager(t.TempDir(), e.confDir, pluginDir)
+	otherID := e.newVMID()
+	otherAtts, err := other.Setup(ctx, Request{VMID: otherID, NICs: 1, Queues: 1, Bridge: brName})
 	if err != nil {
 		t.Fatal(err)
+	}
+	untagged := bridgeTapPrefix + e.newVMID()[:8] + "-0"
+	if _, err := tap.Create(untagged, 1, 1500); err != nil {
+		t.Fatal(err)
+	}
+
+	removed, unattributed, err := e.m.GC(ctx, map[string]struct{}{live: {}, liveBr: {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(unattributed) != 1 || !strings.Contains(unattributed[0], untagged) {
+		t.Errorf("GC reported %q as unattributable, want only %s", unattributed, untagged)
+	}
+	if err := other.Verify(otherID, otherAtts); err != nil {
+		t.Errorf("GC touched another root's bridge TAP: %v", err)
+	}
+	if _, err := netlink.LinkByName(untagged); err != nil {
+		t.Errorf("GC removed the untagged TAP: %v", err)
 	}
 	slices.Sort(removed)
 	want := []string{
@@ -74,7 +101,7 @@ func TestGCRemovesOnlyDeadVMsOfThisRoot(t *testing.T) {
 		t.Errorf("GC removed another root's netns: %v", err)
 	}
 
-	if again, err := e.m.GC(ctx, map[string]struct{}{live: {}, liveBr: {}}); err != nil || len(again) > 0 {
+	if again, _, err := e.m.GC(ctx, map[string]struct{}{live: {}, liveBr: {}}); err != nil || len(again) > 0 {
 		t.Errorf("second GC removed %q (%v), want nothing", again, err)
 	}
 }

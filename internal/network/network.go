@@ -69,6 +69,7 @@ type Request struct {
 
 // Manager sets up and tears down VM NICs for one Cocoon root.
 type Manager struct {
+	rootDir         string
 	confDir, binDir string
 	cni             *libcni.CNIConfig
 	records         *cni.Records
@@ -78,6 +79,7 @@ type Manager struct {
 // confDir and running plugins from binDir. Nothing is read until a method needs it.
 func NewManager(rootDir, confDir, binDir string) *Manager {
 	return &Manager{
+		rootDir: rootDir,
 		confDir: confDir,
 		binDir:  binDir,
 		cni:     libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(rootDir, "cni", "cache"), nil),
@@ -204,7 +206,11 @@ func (m *Manager) Setup(ctx context.Context, req Request) ([]Attachment, error) 
 		return nil, err
 	}
 	if p.bridge != "" {
-		return setupBridge(p)
+		owner, err := m.tapOwner(req.VMID)
+		if err != nil {
+			return nil, err
+		}
+		return setupBridge(p, owner)
 	}
 	return m.setupCNI(ctx, p)
 }
@@ -216,7 +222,11 @@ func (m *Manager) Teardown(ctx context.Context, vmID string, atts []Attachment) 
 	if err := checkVMID(vmID); err != nil {
 		return err
 	}
-	return errors.Join(m.teardownCNI(ctx, vmID, atts), deleteBridgeTaps(vmID))
+	owner, err := m.tapOwner(vmID)
+	if err != nil {
+		return err
+	}
+	return errors.Join(m.teardownCNI(ctx, vmID, atts), deleteBridgeTaps(vmID, owner))
 }
 
 // Verify reports the first NIC of atts whose netns, veth or TAP is missing, as after a host

@@ -70,11 +70,13 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 	for _, e := range staging {
 		p := filepath.Join(s.root, "staging", e.Name())
 		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
-			if err := os.RemoveAll(p); err != nil {
+			ok, err := removeUnheld(p)
+			if err != nil {
 				errs = append(errs, err)
-				continue
 			}
-			removed = append(removed, p)
+			if ok {
+				removed = append(removed, p)
+			}
 		}
 	}
 	return removed, errors.Join(errs...)

@@ -134,15 +134,6 @@ func NewStore(rootDir string) *Store {
 // Dir is the data directory of snapshot id.
 func (s *Store) Dir(id string) string { return filepath.Join(s.root, "data", id) }
 
-// StagingDir makes a fresh directory for a snapshot being written or imported.
-func (s *Store) StagingDir(prefix string) (string, error) {
-	dir := filepath.Join(s.root, "staging")
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", err
-	}
-	return os.MkdirTemp(dir, prefix+"-")
-}
-
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 
 // Reserve inserts a pending record (name checked for uniqueness) so crashes stay visible to GC.

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"sort"
@@ -35,6 +36,7 @@ type argBuilder struct {
 	accel      string
 	tcgCacheMB int
 	tapByName  bool
+	aio        string // disk I/O submission: io_uring or threads (see aioMode)
 	// incoming makes QEMU wait for a migration stream (StartFromSnapshot).
 	incoming bool
 	// swap marks NICs that start as the snapshot's device on a throw-away TAP (see nics);
@@ -150,12 +152,7 @@ func (b *argBuilder) disks() {
 		} else {
 			drive += ",discard=unmap" // guest TRIM punches holes in sparse disks
 		}
-		// Native AIO needs O_DIRECT; without it QEMU's thread pool does the I/O.
-		if d.DirectIO {
-			drive += ",cache.direct=on,aio=native"
-		} else {
-			drive += ",cache.direct=off,aio=threads"
-		}
+		drive += ",cache.direct=" + map[bool]string{true: "on", false: "off"}[d.DirectIO] + ",aio=" + cmp.Or(b.aio, aioThreads)
 		dev := fmt.Sprintf("virtio-blk-pci,drive=drive%d,id=disk%d", i, i)
 		if d.Serial != "" {
 			dev += ",serial=" + optEscape(d.Serial)

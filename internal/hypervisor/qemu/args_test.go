@@ -47,7 +47,7 @@ func TestArgsPassTapFDsInOrderAndPlaceNICsOnRootPorts(t *testing.T) {
 		{Path: "/blobs/l,0.erofs", Format: hypervisor.FormatRaw, ReadOnly: true, Serial: "cocoon-layer0"},
 		{Path: "/run/vm/cow.raw", Format: hypervisor.FormatRaw, DirectIO: true, Serial: "cocoon-cow"},
 	}
-	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256}
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256, aio: aioIOURing}
 	args, files := ab.build()
 
 	if len(files) != 3 || files[0] != a || files[1] != b || files[2] != c {
@@ -77,10 +77,10 @@ func TestArgsPassTapFDsInOrderAndPlaceNICsOnRootPorts(t *testing.T) {
 		t.Error("a root port follows a disk")
 	}
 
-	if got := option(t, args, "-drive", "file=/blobs"); got != "file=/blobs/l,,0.erofs,if=none,id=drive0,format=raw,readonly=on,cache.direct=off,aio=threads" {
+	if got := option(t, args, "-drive", "file=/blobs"); got != "file=/blobs/l,,0.erofs,if=none,id=drive0,format=raw,readonly=on,cache.direct=off,aio=io_uring" {
 		t.Errorf("layer drive = %s", got)
 	}
-	if got := option(t, args, "-drive", "file=/run/vm/cow"); !strings.Contains(got, "discard=unmap,cache.direct=on,aio=native") {
+	if got := option(t, args, "-drive", "file=/run/vm/cow"); !strings.Contains(got, "discard=unmap,cache.direct=on,aio=io_uring") {
 		t.Errorf("cow drive = %s", got)
 	}
 	if got := option(t, args, "-device", "virtio-blk-pci,drive=drive1"); got != "virtio-blk-pci,drive=drive1,id=disk1,serial=cocoon-cow,num-queues=2,queue-size=512" {
@@ -159,17 +159,21 @@ func TestValidateRejectsBadSpecs(t *testing.T) {
 		"queue mismatch": {func(s *hypervisor.VMSpec) {
 			s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:01", Files: []*os.File{os.Stdin}, Queues: 2}}
 		}, "one fd per queue"},
+		"net queue": {func(s *hypervisor.VMSpec) {
+			s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:01", Files: []*os.File{os.Stdin}, QueueSize: 64}}
+		}, "power of two from 256 to 1024"},
+		"too many NICs": {func(s *hypervisor.VMSpec) { s.NICs = make([]hypervisor.NIC, 9) }, "at most 8"},
 		"hugepage size": {func(s *hypervisor.VMSpec) { s.HugePages, s.MemoryBytes = true, 513<<20 }, "2 MiB"},
 	}
 	for name, c := range cases {
 		s := baseSpec()
 		c.mutate(&s)
-		err := validate(s, false)
+		err := New(Options{}).validate(s, false)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", name, err, c.want)
 		}
 	}
-	if err := validate(baseSpec(), false); err != nil {
+	if err := New(Options{}).validate(baseSpec(), false); err != nil {
 		t.Errorf("valid spec rejected: %v", err)
 	}
 }

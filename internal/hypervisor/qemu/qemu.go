@@ -11,7 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
@@ -36,6 +39,8 @@ type Backend struct {
 	socketWait  time.Duration
 	restoreWait time.Duration
 	tcgCacheMB  int
+	aioOnce     sync.Once
+	aio         string // see aioMode
 }
 
 // New returns a QEMU backend.
@@ -69,7 +74,7 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 	// No memory growth on clone: the RAM size is part of the saved machine, and memory hot-plug
 	// (pc-dimm/virtio-mem) would need slots reserved at cold boot.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: false, NICHotSwap: true}
+		ResizeOnClone: true, MemoryGrowOnClone: false, NICHotSwap: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.
@@ -114,13 +119,13 @@ func (b *Backend) Alive(vm hypervisor.VMRef) bool {
 func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor.Process, error) {
 	accel, err := resolveAccel(spec.Accel)
 	if err == nil {
-		err = validate(spec, false)
+		err = b.validate(spec, false)
 	}
 	if err != nil {
 		return hypervisor.Process{}, err
 	}
 	l := coldLayout(spec, accel)
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode()}
 	args, files := ab.build()
 	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
 	defer cancel()
@@ -149,6 +154,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	if err := os.Remove(ramPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
 	}
+
 	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binary, args, false)+"\n"), 0o600); err != nil {
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
@@ -156,7 +162,9 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	// The link marks the RAM file as this VM's own, to delete when it stops; a clone's RAM is
 	// its snapshot's file, which other clones share.
 	if err == nil && l.RAM.Shared {
-		err = os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+		if err = createRAMFile(l.RAM.File); err == nil {
+			err = os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+		}
 	}
 	if err != nil {
 		_ = removeRuntime(spec.RunDir)
@@ -190,9 +198,9 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		}
 		return hypervisor.Process{}, fmt.Errorf("qemu for VM %s: %w (log: %s)", spec.ID, err, log)
 	}
-	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", l.Accel)
+	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", l.Accel, "aio", b.aioMode())
 	p := child.Process
-	p.Accel = l.Accel
+	p.Accel, p.DiskAIO = l.Accel, b.aioMode()
 	return p, nil
 }
 
@@ -287,6 +295,23 @@ func removeRuntime(runDir string) error {
 	return nil
 }
 
+// createRAMFile makes the empty guest RAM file that QEMU then opens and sizes, so it is 0600
+// whatever QEMU's umask, and never a link someone planted (O_EXCL|O_NOFOLLOW).
+func createRAMFile(path string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create guest RAM file %s: %w", path, err)
+	}
+	err = unix.Fchmod(fd, 0o600)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("create guest RAM file %s: %w", path, err)
+	}
+	return nil
+}
+
 func removeIfExists(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -299,12 +324,12 @@ func removeIfExists(path string) error {
 func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	accel, err := resolveAccel(spec.Accel)
 	if err == nil {
-		err = validate(spec, true)
+		err = b.validate(spec, true)
 	}
 	if err != nil {
 		return "", err
 	}
-	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, tapByName: true}
+	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true}
 	args, _ := ab.build()
 	return shellJoin(b.binary, args, true), nil
 }

@@ -24,7 +24,7 @@ import (
 func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec, src hypervisor.SnapshotSource) (hypervisor.Process, error) {
 	accel, err := resolveAccel(spec.Accel)
 	if err == nil {
-		err = validate(spec, false)
+		err = b.validate(spec, false)
 	}
 	if err != nil {
 		return hypervisor.Process{}, err
@@ -48,7 +48,7 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	for i, n := range spec.NICs {
 		swap[i] = nicLayoutOf(n) != saved.NICs[i]
 	}
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
 	args, files := ab.build()
 	r := restorer{spec: spec, layout: l, ignoreShared: saved.RAM.Shared, state: state, swap: swap, swapFDs: ab.swapFDs}
 

@@ -38,7 +38,7 @@ func (l layout) validate() error {
 		return fmt.Errorf("accelerator %q is not %s or %s", l.Accel, accelKVM, accelTCG)
 	case l.BootCPUs < 1 || l.MaxCPUs < l.BootCPUs || l.MaxCPUs > maxVCPUs || l.cpus() > l.MaxCPUs:
 		return fmt.Errorf("%d boot + %d hot-added vCPUs of at most %d is out of range 1-%d", l.BootCPUs, len(l.HotCPUs), l.MaxCPUs, maxVCPUs)
-	case l.MemoryBytes < minMemory || l.MemoryBytes > maxStateMemory || l.MemoryBytes%(1<<20) != 0:
+	case l.MemoryBytes < limits.MinMemory || l.MemoryBytes > maxStateMemory || l.MemoryBytes%(1<<20) != 0:
 		return fmt.Errorf("memory %d bytes is not a whole number of MiB from 64 MiB to 16 TiB", l.MemoryBytes)
 	case len(l.Disks) > maxStateDisks || len(l.NICs) > maxStateNICs:
 		return fmt.Errorf("%d disks and %d NICs, at most %d and %d", len(l.Disks), len(l.NICs), maxStateDisks, maxStateNICs)
