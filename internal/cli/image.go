@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/view"
 )
 
 func (a *app) imageCommand() *cobra.Command {
@@ -89,7 +90,7 @@ func (a *app) imageList() *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				return printJSON(a.stdout, imgs)
+				return printJSON(a.stdout, view.ImagesOf(imgs))
 			}
 			if len(imgs) == 0 {
 				fmt.Fprintln(a.stdout, "No images found.")
@@ -113,7 +114,7 @@ func (a *app) imageInspect() *cobra.Command {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
-		return img, nil
+		return view.ImageOf(img), nil
 	})
 }
 
