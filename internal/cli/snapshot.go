@@ -66,6 +66,10 @@ func (a *app) snapshotList() *cobra.Command {
 			if format == "json" {
 				return printJSON(a.stdout, view.SnapshotsOf(snaps))
 			}
+			if len(snaps) == 0 && vm != "" {
+				fmt.Fprintln(a.stdout, "No snapshots found for VM.")
+				return nil
+			}
 			if len(snaps) == 0 {
 				fmt.Fprintln(a.stdout, "No snapshots found.")
 				return nil

@@ -254,8 +254,10 @@ func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions)
 	if snap.Name == "" {
 		snap.Name = "imported-" + snap.ID[:8]
 	}
-	if err := checkDescription(snap.Description); err != nil {
-		return nil, fmt.Errorf("import snapshot: archive %w: pass --description", err)
+	if err := checkDescription(snap.Description); err != nil && o.Description == "" {
+		return nil, fmt.Errorf("import snapshot: the archive's %w: pass --description", err)
+	} else if err != nil {
+		return nil, fmt.Errorf("import snapshot: --description: %w", err)
 	}
 	if snap.Name != m.Name || snap.Description != m.Description {
 		// A later export carries the names this snapshot has here.

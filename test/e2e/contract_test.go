@@ -83,6 +83,9 @@ func TestJSONContract(t *testing.T) {
 	// Plain byte counts, as scripts of the original pass them.
 	env.MustRun("vm", "create", "--name", "c1", "--nics", "2", "--cpu", "1", "--memory", "536870912", "--storage", "10737418240", ref)
 	env.MustFail("already exists", "vm", "create", "--name", "c1", "--nics", "0", ref)
+	if out := env.MustRun("snapshot", "list", "--vm", "c1"); strings.TrimSpace(out) != "No snapshots found for VM." {
+		t.Fatalf("snapshot list --vm: %q", out)
+	}
 
 	var vm origVMSubset
 	decodeStrict(t, "vm inspect", env.MustRun("vm", "inspect", "c1"), &vm)
