@@ -53,8 +53,11 @@ func (a *app) imageImport() *cobra.Command {
 	return &cobra.Command{
 		Use:   "import NAME [FILE...]",
 		Short: "Import an image (qcow2, raw, OCI/docker tar; gzip ok) from file(s) or stdin",
-		Long:  "Import an image from files, concatenated in order (split parts), or from stdin when no file\nis given. qcow2, raw disk images and OCI/docker image tars are detected by magic bytes,\ngzip-wrapped or not.",
-		Args:  cobra.MinimumNArgs(1),
+		Long: "Import an image from files, or from stdin when no file is given. qcow2, raw disk images and\n" +
+			"OCI/docker image tars are detected by magic bytes, gzip-wrapped or not. Several tar files are\n" +
+			"one root filesystem layer each, bottom first (as the original); other files are parts of one\n" +
+			"file (e.g. a split qcow2), concatenated in order.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(engine.Options{Progress: os.Stderr})
 			if err != nil {
