@@ -10,6 +10,7 @@ packages=(
 	erofs-utils e2fsprogs xfsprogs dosfstools mtools             # disk images
 	debootstrap busybox-static cpio zstd lz4 kmod fdisk gdisk grub-efi-amd64-bin   # guest image builds
 	socat tar gzip ca-certificates python3-yaml iputils-ping util-linux
+	tmux                                                         # console e2e in a real terminal emulator
 )
 
 missing=()

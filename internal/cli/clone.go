@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/view"
 )
 
 // optionalSize parses a size flag where empty means "inherit".
@@ -48,7 +49,7 @@ func (a *app) vmClone() *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				return printJSON(a.stdout, vm)
+				return printJSON(a.stdout, view.VMOf(vm))
 			}
 			fmt.Fprintf(a.stdout, "%s\t%s\t%s\n", vm.ID, vm.Name, vm.State)
 			printCloneHints(a.stdout, vm)

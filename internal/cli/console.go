@@ -15,9 +15,10 @@ func (a *app) vmConsole() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "console [flags] VM",
 		Short: "Attach an interactive console (escape sequence: <escape-char> then '.')",
-		Long: "Attach to the VM's serial console. After a newline, <escape-char>. disconnects (the VM keeps\n" +
-			"running), <escape-char>? prints help, and the escape char twice sends it once.\n" +
-			"Only one console session per VM at a time; a second one is refused.",
+		Long: "Attach to the VM's serial console. <escape-char>. disconnects (the VM keeps running),\n" +
+			"<escape-char>? prints help, and the escape char twice sends it once.\n" +
+			"Only one console session per VM at a time; a second one is refused. A serial console\n" +
+			"cannot carry the window size: run `stty rows R cols C` (or busybox `resize`) in the guest.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			esc, err := console.ParseEscape(escape)

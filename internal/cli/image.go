@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/view"
 )
 
 func (a *app) imageCommand() *cobra.Command {
@@ -52,8 +53,12 @@ func (a *app) imageImport() *cobra.Command {
 	return &cobra.Command{
 		Use:   "import NAME [FILE...]",
 		Short: "Import an image (qcow2, raw, OCI/docker tar; gzip ok) from file(s) or stdin",
-		Long:  "Import an image from files, concatenated in order (split parts), or from stdin when no file\nis given. qcow2, raw disk images and OCI/docker image tars are detected by magic bytes,\ngzip-wrapped or not; a raw disk must start with a partition table (MBR, GPT) or a\nfilesystem (ext4, xfs, btrfs, vfat, iso9660…). Anything else is refused.",
-		Args:  cobra.MinimumNArgs(1),
+		Long: "Import an image from files, or from stdin when no file is given. qcow2, raw disk images and\n" +
+			"OCI/docker image tars are detected by magic bytes, gzip-wrapped or not; a raw disk must start\n" +
+			"with a partition table (MBR, GPT) or a filesystem (ext4, xfs, btrfs, vfat, iso9660…); anything\n" +
+			"else is refused. Several tar files are one root filesystem layer each, bottom first (as the\n" +
+			"original); other files are parts of one file (e.g. a split qcow2), concatenated in order.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(engine.Options{Progress: os.Stderr})
 			if err != nil {
@@ -89,7 +94,7 @@ func (a *app) imageList() *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				return printJSON(a.stdout, imgs)
+				return printJSON(a.stdout, view.ImagesOf(imgs))
 			}
 			if len(imgs) == 0 {
 				fmt.Fprintln(a.stdout, "No images found.")
@@ -113,7 +118,7 @@ func (a *app) imageInspect() *cobra.Command {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", ref, err)
 		}
-		return img, nil
+		return view.ImageOf(img), nil
 	})
 }
 

@@ -11,7 +11,7 @@ import (
 
 // moduleCommands lists the command groups backed by the engine.
 func (a *app) moduleCommands() []*cobra.Command {
-	return []*cobra.Command{a.imageCommand(), a.vmCommand(), a.snapshotCommand(), a.gcCommand()}
+	return []*cobra.Command{a.imageCommand(), a.vmCommand(), a.snapshotCommand(), a.gcCommand(), a.doctorCommand()}
 }
 
 // engine builds the engine from the loaded configuration (only commands that need state do).

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
-	"github.com/cocoonstack/cocoon/internal/snapshot"
+	"github.com/cocoonstack/cocoon/internal/view"
 )
 
 func (a *app) snapshotCommand() *cobra.Command {
@@ -64,10 +64,11 @@ func (a *app) snapshotList() *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				if snaps == nil {
-					snaps = []snapshot.Snapshot{}
-				}
-				return printJSON(a.stdout, snaps)
+				return printJSON(a.stdout, view.SnapshotsOf(snaps))
+			}
+			if len(snaps) == 0 && vm != "" {
+				fmt.Fprintln(a.stdout, "No snapshots found for VM.")
+				return nil
 			}
 			if len(snaps) == 0 {
 				fmt.Fprintln(a.stdout, "No snapshots found.")
@@ -88,7 +89,11 @@ func (a *app) snapshotList() *cobra.Command {
 
 func (a *app) snapshotInspect() *cobra.Command {
 	return a.inspectCommand("inspect SNAPSHOT", "Show detailed snapshot info (JSON)", func(ctx context.Context, e *engine.Engine, ref string) (any, error) {
-		return e.InspectSnapshot(ctx, ref)
+		s, err := e.InspectSnapshot(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		return view.SnapshotOf(s), nil
 	})
 }
 
@@ -101,18 +106,21 @@ func (a *app) snapshotRm() *cobra.Command {
 
 func (a *app) snapshotExport() *cobra.Command {
 	var output string
+	var gzip bool
 	cmd := &cobra.Command{
 		Use:   "export [flags] SNAPSHOT",
 		Short: "Export a snapshot to a portable .tar.gz (or stdout with -o -)",
-		Long:  "Export a snapshot as a gzip-compressed tar that GNU tar extracts correctly (sparse files as\nPAX GNU.sparse 1.0). With -o - the archive streams to stdout, e.g.\n  cocoon snapshot export s1 -o - | ssh host2 cocoon snapshot import --name s1",
-		Args:  cobra.ExactArgs(1),
+		Long: "Export a snapshot as a gzip-compressed tar (a plain tar with --gzip=false) that GNU tar\n" +
+			"extracts correctly (sparse files as PAX GNU.sparse 1.0). With -o - the archive streams to\n" +
+			"stdout, e.g.\n  cocoon snapshot export s1 -o - | ssh host2 cocoon snapshot import --name s1",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(engine.Options{})
 			if err != nil {
 				return err
 			}
 			if output == "-" {
-				_, err := e.ExportSnapshot(cmd.Context(), args[0], a.stdout)
+				_, err := e.ExportSnapshot(cmd.Context(), args[0], a.stdout, gzip)
 				return err
 			}
 			s, err := e.InspectSnapshot(cmd.Context(), args[0])
@@ -120,15 +128,19 @@ func (a *app) snapshotExport() *cobra.Command {
 				return err
 			}
 			if output == "" {
-				output = s.Name + ".tar.gz"
+				output = s.Name + ".tar"
+				if gzip {
+					output += ".gz"
+				}
 			}
 			return writeFileAtomic(output, func(w io.Writer) error {
-				_, err := e.ExportSnapshot(cmd.Context(), s.ID, w)
+				_, err := e.ExportSnapshot(cmd.Context(), s.ID, w, gzip)
 				return err
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output file, - for stdout (default <name>.tar.gz)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output file, - for stdout (default <name>.tar.gz, or <name>.tar with --gzip=false)")
+	cmd.Flags().BoolVar(&gzip, "gzip", true, "gzip-compress the archive (--gzip=false: plain tar)")
 	return cmd
 }
 
@@ -154,7 +166,7 @@ func (a *app) snapshotImport() *cobra.Command {
 	var o engine.SaveOptions
 	cmd := &cobra.Command{
 		Use:   "import [flags] [FILE]",
-		Short: "Import a snapshot archive from FILE or stdin",
+		Short: "Import a snapshot archive (.tar.gz or .tar) from FILE or stdin",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(engine.Options{})
@@ -178,7 +190,7 @@ func (a *app) snapshotImport() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&o.Name, "name", "", "snapshot name (default imported-<id>)")
-	cmd.Flags().StringVar(&o.Description, "description", "", "snapshot description")
+	cmd.Flags().StringVar(&o.Name, "name", "", "snapshot name (default: the archive's name)")
+	cmd.Flags().StringVar(&o.Description, "description", "", "snapshot description (default: the archive's)")
 	return cmd
 }

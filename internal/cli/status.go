@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/view"
 )
 
 func (a *app) vmStatus() *cobra.Command {
@@ -104,21 +105,21 @@ func (a *app) eventRenderer(asJSON bool) func([]engine.VM) error {
 	headerDone := false
 	return func(vms []engine.VM) error {
 		seen := map[string]bool{}
-		var events [][2]any
+		var events []vmEvent
 		for _, vm := range vms {
 			seen[vm.ID] = true
 			old, ok := known[vm.ID]
 			switch {
 			case !ok:
-				events = append(events, [2]any{"ADDED", vm})
+				events = append(events, vmEvent{"ADDED", vm})
 			case fingerprint(old) != fingerprint(vm):
-				events = append(events, [2]any{"MODIFIED", vm})
+				events = append(events, vmEvent{"MODIFIED", vm})
 			}
 			known[vm.ID] = vm
 		}
 		for id, vm := range known {
 			if !seen[id] {
-				events = append(events, [2]any{"DELETED", vm})
+				events = append(events, vmEvent{"DELETED", vm})
 				delete(known, id)
 			}
 		}
@@ -127,8 +128,8 @@ func (a *app) eventRenderer(asJSON bool) func([]engine.VM) error {
 		}
 		var rows [][]string
 		for _, ev := range events {
-			vm := ev[1].(engine.VM)
-			rows = append(rows, []string{ev[0].(string), vm.ID, vm.Name, string(vm.State), fmt.Sprint(vm.Config.CPU),
+			vm := ev.vm
+			rows = append(rows, []string{ev.name, vm.ID, vm.Name, string(vm.State), fmt.Sprint(vm.Config.CPU),
 				units.BytesSize(float64(vm.Config.Memory)), ipList(vm), vm.Config.Image})
 		}
 		header := []string{"EVENT", "ID", "NAME", "STATE", "CPU", "MEMORY", "IP", "IMAGE"}
@@ -143,10 +144,16 @@ func (a *app) eventRenderer(asJSON bool) func([]engine.VM) error {
 	}
 }
 
-func writeJSONEvents(w io.Writer, events [][2]any) error {
+// vmEvent is one change seen by the event renderer.
+type vmEvent struct {
+	name string // ADDED | MODIFIED | DELETED
+	vm   engine.VM
+}
+
+func writeJSONEvents(w io.Writer, events []vmEvent) error {
 	enc := json.NewEncoder(w)
 	for _, ev := range events {
-		if err := enc.Encode(map[string]any{"event": ev[0], "vm": ev[1]}); err != nil {
+		if err := enc.Encode(view.Event{Event: ev.name, VM: view.VMOf(&ev.vm)}); err != nil {
 			return err
 		}
 	}

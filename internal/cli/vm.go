@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/view"
 )
 
 func (a *app) vmCommand() *cobra.Command {
@@ -115,7 +116,7 @@ func (a *app) vmCreate(use, short string, start bool) *cobra.Command {
 
 func (a *app) printVMResult(output string, vm *engine.VM) error {
 	if output == "json" {
-		return printJSON(a.stdout, vm)
+		return printJSON(a.stdout, view.VMOf(vm))
 	}
 	if output != "" {
 		return fmt.Errorf("invalid --output %q: use json", output)
@@ -232,10 +233,7 @@ func (a *app) vmList() *cobra.Command {
 				return err
 			}
 			if format == "json" {
-				if vms == nil {
-					vms = []engine.VM{}
-				}
-				return printJSON(a.stdout, vms)
+				return printJSON(a.stdout, view.VMsOf(vms))
 			}
 			return a.printVMTable(vms)
 		},
@@ -261,7 +259,11 @@ func (a *app) printVMTable(vms []engine.VM) error {
 
 func (a *app) vmInspect() *cobra.Command {
 	return a.inspectCommand("inspect VM", "Show detailed VM info (JSON, state as observed)", func(ctx context.Context, e *engine.Engine, ref string) (any, error) {
-		return e.InspectVM(ctx, ref)
+		vm, err := e.InspectVM(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		return view.VMOf(vm), nil
 	})
 }
 

@@ -122,9 +122,15 @@ func Load(file string, flags *pflag.FlagSet) (*Config, error) {
 			return nil, fmt.Errorf("read config %s: %s (fix the file or drop --config)", file, oneLine(err))
 		}
 		for _, k := range v.AllKeys() {
+			if _, ok := originalKeys[k]; ok {
+				continue
+			}
 			if _, ok := defaults[k]; !ok {
 				return nil, fmt.Errorf("config %s: unknown key %q (known keys: %s)", file, k, strings.Join(knownKeys(), ", "))
 			}
+		}
+		if err := applyOriginalKeys(v, file); err != nil {
+			return nil, err
 		}
 	}
 	var c Config

@@ -1,9 +1,10 @@
-// Package console attaches the local terminal to a VM's serial console socket, with
-// SSH-style escape sequences (by default "^]." disconnects).
+// Package console attaches the local terminal to a VM's serial console socket, with escape
+// sequences recognised anywhere in the input, as the original's (by default "^]." disconnects).
 //
-// Window size: a serial port has no way to carry the terminal size to the guest, so nothing
-// is sent on attach or on SIGWINCH; the guest keeps whatever size it believes (run
-// `stty rows R cols C` inside the guest to change it). Faking a size would be worse than none.
+// Window size: a serial port has no way to carry the terminal size to the guest (QEMU's
+// virtconsole neither, up to QEMU 8), so nothing is sent on attach or on SIGWINCH; the guest
+// keeps whatever size it believes (run `stty rows R cols C` or busybox `resize` inside the
+// guest). Typing a stty command into the guest's shell on its behalf would be worse than none.
 package console
 
 import (

@@ -64,15 +64,16 @@ type step struct {
 	data []byte // for actSend
 }
 
-// escaper finds SSH-style escape sequences in the input stream: the escape character is
-// special only at the start of a line (or of the session), like ssh's "~".
+// escaper finds escape sequences anywhere in the input stream, as the original does. Only at
+// a line start (like ssh's "~.") would miss them in a real terminal: a guest shell that asks
+// the terminal for the cursor position (ESC[6n) gets the answer (ESC[row;colR) as input right
+// after Enter, so the line no longer starts where the user thinks it does.
 type escaper struct {
-	esc       byte
-	lineStart bool
-	pending   bool // saw the escape character at a line start
+	esc     byte
+	pending bool // the last byte was the escape character
 }
 
-func newEscaper(esc byte) *escaper { return &escaper{esc: esc, lineStart: true} }
+func newEscaper(esc byte) *escaper { return &escaper{esc: esc} }
 
 // feed turns one chunk of input into bytes for the guest and local actions, in order.
 // Processing stops at a detach.
@@ -95,20 +96,18 @@ func (e *escaper) feed(p []byte) []step {
 			case '?':
 				flush()
 				steps = append(steps, step{act: actHelp})
-				continue // still at a line start: another escape may follow
+				continue
 			case e.esc:
-				send = append(send, c)
-				e.lineStart = false
+				send = append(send, c) // the escape character twice sends it once
 				continue
 			default:
 				send = append(send, e.esc) // not an escape after all: pass both through
 			}
-		} else if c == e.esc && e.lineStart {
+		} else if c == e.esc {
 			e.pending = true
 			continue
 		}
 		send = append(send, c)
-		e.lineStart = c == '\r' || c == '\n'
 	}
 	flush()
 	return steps
@@ -116,7 +115,7 @@ func (e *escaper) feed(p []byte) []step {
 
 func helpText(esc byte) string {
 	n := EscapeName(esc)
-	return "\r\nSupported escape sequences (at the start of a line):\r\n" +
+	return "\r\nSupported escape sequences:\r\n" +
 		"  " + n + ".  disconnect (the VM keeps running)\r\n" +
 		"  " + n + "?  this message\r\n" +
 		"  " + n + n + " send the escape character itself\r\n"

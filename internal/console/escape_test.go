@@ -43,7 +43,7 @@ func TestEscapeName(t *testing.T) {
 
 func send(s string) step { return step{act: actSend, data: []byte(s)} }
 
-func TestEscaperFindsSequencesOnlyAtLineStart(t *testing.T) {
+func TestEscaperFindsSequencesAnywhere(t *testing.T) {
 	help, detach := step{act: actHelp}, step{act: actDetach}
 	cases := []struct {
 		name   string
@@ -55,9 +55,13 @@ func TestEscaperFindsSequencesOnlyAtLineStart(t *testing.T) {
 		{"detach after CR", 0x1d, []string{"ls\r\x1d.junk"}, []step{send("ls\r"), detach}},
 		{"detach after LF", '~', []string{"ls\n~."}, []step{send("ls\n"), detach}},
 		{"split across reads", '~', []string{"ls\r~", ".x"}, []step{send("ls\r"), detach}},
-		{"mid-line is data", '~', []string{"a~.b"}, []step{send("a~.b")}},
+		{"mid-line", '~', []string{"a~.b"}, []step{send("a"), detach}},
+		// A busybox shell asks for the cursor position after Enter: the terminal's answer
+		// arrives before the user's ^].
+		{"after a cursor position report", 0x1d, []string{"\r", "\x1b[24;1R", "\x1d", "."}, []step{send("\r"), send("\x1b[24;1R"), detach}},
 		{"help then detach", '~', []string{"~?~."}, []step{help, detach}},
 		{"double escape sends one", '~', []string{"~~.\r"}, []step{send("~.\r")}},
+		{"escape held across reads then data", 0x1d, []string{"a\x1d", "b"}, []step{send("a"), send("\x1db")}},
 		{"unknown follower passes both", '~', []string{"~x"}, []step{send("~x")}},
 	}
 	for _, c := range cases {

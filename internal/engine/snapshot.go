@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cocoonstack/cocoon/internal/disk"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
@@ -61,6 +64,7 @@ func (e *Engine) SaveSnapshot(ctx context.Context, ref string, o SaveOptions) (*
 		if snap.Name == "" {
 			snap.Name = vm.Name + "-" + time.Now().UTC().Format("20060102-150405")
 		}
+		snap.Manifest.Name, snap.Manifest.Description = snap.Name, snap.Description
 		if err := e.snaps.Reserve(ctx, snap); err != nil {
 			return err
 		}
@@ -90,7 +94,9 @@ func (e *Engine) SaveSnapshot(ctx context.Context, ref string, o SaveOptions) (*
 // capture pauses the VM, saves state, memory and writable disks into dir, and resumes it;
 // m describes them, short of the file list (snapshot.WriteManifest).
 func (e *Engine) capture(ctx context.Context, vm *VM, sn hypervisor.Snapshotter, dir string, m *snapshot.Manifest) (err error) {
+	name, desc := m.Name, m.Description
 	*m = manifestOf(vm)
+	m.Name, m.Description = name, desc
 	if err := sn.Pause(ctx, vm.ref()); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
@@ -210,8 +216,9 @@ func (e *Engine) RemoveSnapshots(ctx context.Context, refs []string) ([]string, 
 	return done, nil
 }
 
-// ExportSnapshot streams a snapshot as a .tar.gz (GNU tar compatible, sparse-aware) to w.
-func (e *Engine) ExportSnapshot(ctx context.Context, ref string, w io.Writer) (*snapshot.Snapshot, error) {
+// ExportSnapshot streams a snapshot as a .tar.gz, or a plain .tar when !gzip (GNU tar
+// compatible, sparse-aware), to w.
+func (e *Engine) ExportSnapshot(ctx context.Context, ref string, w io.Writer, gzip bool) (*snapshot.Snapshot, error) {
 	s, err := e.snaps.Resolve(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -220,7 +227,7 @@ func (e *Engine) ExportSnapshot(ctx context.Context, ref string, w io.Writer) (*
 	for _, f := range s.Manifest.Files {
 		files = append(files, f.Name)
 	}
-	return s, archive.Export(ctx, e.snaps.Dir(s.ID), files, w, archive.ExportOptions{Workers: e.cfg.PoolSize})
+	return s, archive.Export(ctx, e.snaps.Dir(s.ID), files, w, archive.ExportOptions{Workers: e.cfg.PoolSize, Plain: !gzip})
 }
 
 // maxImportBytes bounds the apparent size an archive may declare (sparse disks count fully).
@@ -255,9 +262,23 @@ func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions)
 	if err != nil {
 		return nil, fmt.Errorf("import snapshot: %w", err)
 	}
-	snap := &snapshot.Snapshot{ID: rand.Text(), Name: o.Name, Description: o.Description, CreatedAt: time.Now().UTC(), Manifest: *m}
+	// The archive's name and description stand unless the caller overrides them.
+	snap := &snapshot.Snapshot{ID: rand.Text(), Name: cmp.Or(o.Name, m.Name), Description: cmp.Or(o.Description, m.Description),
+		CreatedAt: time.Now().UTC(), Manifest: *m}
 	if snap.Name == "" {
 		snap.Name = "imported-" + snap.ID[:8]
+	}
+	if err := checkDescription(snap.Description); err != nil && o.Description == "" {
+		return nil, fmt.Errorf("import snapshot: the archive's %w: pass --description", err)
+	} else if err != nil {
+		return nil, fmt.Errorf("import snapshot: --description: %w", err)
+	}
+	if snap.Name != m.Name || snap.Description != m.Description {
+		// A later export carries the names this snapshot has here.
+		snap.Manifest.Name, snap.Manifest.Description = snap.Name, snap.Description
+		if err := snapshot.WriteManifest(staging, &snap.Manifest); err != nil {
+			return nil, fmt.Errorf("import snapshot: %w", err)
+		}
 	}
 	if err := e.snaps.Reserve(ctx, snap); err != nil {
 		return nil, err
@@ -267,4 +288,19 @@ func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions)
 	}
 	committed = true
 	return snap, nil
+}
+
+// maxDescription bounds a snapshot description from an untrusted archive.
+const maxDescription = 4096
+
+// checkDescription refuses control characters (a description is printed to terminals) and
+// oversized text.
+func checkDescription(d string) error {
+	if len(d) > maxDescription {
+		return fmt.Errorf("description is %d bytes, over the %d-byte limit", len(d), maxDescription)
+	}
+	if strings.ContainsFunc(d, unicode.IsControl) {
+		return fmt.Errorf("description contains control characters")
+	}
+	return nil
 }

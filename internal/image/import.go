@@ -11,18 +11,25 @@ import (
 
 	"github.com/klauspost/pgzip"
 
+	"github.com/cocoonstack/cocoon/internal/image/oci"
 	"github.com/cocoonstack/cocoon/internal/image/sniff"
 )
 
-// Import stores an image read from files (parts of one file, concatenated in order) or, when
-// files is empty, from stdin. The input may be gzip-wrapped; what it holds is told by its magic
-// bytes: a qcow2 or raw disk becomes a cloud image, an image tar (`docker save`, OCI layout, or a
-// plain root filesystem tar) an OCI image. A raw disk must be a whole number of 512-byte sectors
-// and start with a partition table or a filesystem (sniff.Detect). Nothing is stored when the
-// input is refused.
+// Import stores an image read from files or, when files is empty, from stdin. The input may be
+// gzip-wrapped; what it holds is told by its magic bytes: a qcow2 or raw disk becomes a cloud
+// image, an image tar (`docker save`, OCI layout, or a plain root filesystem tar) an OCI image.
+// Several tar files are one layer each, bottom first (as the original); other file lists are
+// parts of one file (e.g. a split qcow2 or image tar), concatenated in order. A raw disk must be
+// a whole number of 512-byte sectors and start with a partition table or a filesystem
+// (sniff.Detect). Nothing is stored when the input is refused.
 func (m *Manager) Import(ctx context.Context, imageName string, files []string, stdin io.Reader) (*Image, error) {
 	if err := checkName(imageName); err != nil {
 		return nil, err
+	}
+	if len(files) > 1 {
+		if img, layered, err := m.importLayers(ctx, imageName, files); layered {
+			return img, err
+		}
 	}
 	in, closeIn, err := openInput(files, stdin)
 	if err != nil {
@@ -143,4 +150,34 @@ func peek(br *bufio.Reader) (sniff.Format, error) {
 		return "", fmt.Errorf("read input: %w", err)
 	}
 	return sniff.Detect(head)
+}
+
+// importLayers imports files as one layer each when every one is a tar (gzip-wrapped or not);
+// it reports false and does nothing otherwise: the files are then parts of one file.
+func (m *Manager) importLayers(ctx context.Context, imageName string, files []string) (*Image, bool, error) {
+	var layers []oci.NamedReader
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, true, fmt.Errorf("import %s: open %s: %w: check the path", imageName, p, err)
+		}
+		defer f.Close()
+		r, format, err := unwrap(f)
+		if err != nil {
+			return nil, true, fmt.Errorf("import %s: %s: %w", imageName, p, err)
+		}
+		if format != sniff.Tar {
+			return nil, false, nil
+		}
+		layers = append(layers, oci.NamedReader{Name: p, R: r})
+	}
+	if err := m.checkNameFree(ctx, imageName, KindOCI); err != nil {
+		return nil, true, err
+	}
+	e, _, err := m.oci.ImportLayers(ctx, imageName, layers)
+	if err != nil {
+		return nil, true, err
+	}
+	img := m.fromOCI(imageName, *e)
+	return &img, true, nil
 }

@@ -62,7 +62,10 @@ type File struct {
 
 // Manifest describes a snapshot completely; it is the first member of an export archive.
 type Manifest struct {
-	Version       int               `json:"version"`
+	Version int `json:"version"`
+	// Name and Description travel with an export, so an import keeps them by default.
+	Name          string            `json:"name,omitempty"`
+	Description   string            `json:"description,omitempty"`
 	Hypervisor    string            `json:"hypervisor"`
 	CPU           int               `json:"cpu"`
 	MaxCPU        int               `json:"max_cpu"`

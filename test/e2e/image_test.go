@@ -11,10 +11,11 @@ import (
 	"github.com/cocoonstack/cocoon/test/e2e/harness"
 )
 
+// imageJSON is the original's image record (id is the digest, name the ref).
 type imageJSON struct {
-	Kind   string `json:"kind"`
-	Ref    string `json:"ref"`
-	Digest string `json:"digest"`
+	Kind   string `json:"type"`
+	Ref    string `json:"name"`
+	Digest string `json:"id"`
 }
 
 func listImages(t *testing.T, env *harness.Env) []imageJSON {

@@ -159,7 +159,37 @@ func TestSnapshotExportImportAcrossRoots(t *testing.T) {
 	x1 := env.Inspect("x1")
 	env.WaitConsole(x1, "COCOON-READY", bootTimeout)
 	shell(t, env, "x1", "echo exported > /root/marker; sync", "")
-	env.MustRun("snapshot", "save", "--name", "xs", "x1")
+	env.MustRun("snapshot", "save", "--name", "xs", "--description", "with marker", "x1")
+
+	// snapshot inspect has the original's shape: the source's image and hypervisor on top.
+	var si struct {
+		ID          string    `json:"id"`
+		Name        string    `json:"name"`
+		Description string    `json:"description"`
+		Image       string    `json:"image"`
+		ImageDigest string    `json:"image_digest"`
+		Hypervisor  string    `json:"hypervisor"`
+		CPU         int       `json:"cpu"`
+		Memory      int64     `json:"memory"`
+		CreatedAt   time.Time `json:"created_at"`
+	}
+	decodeStrict(t, "snapshot inspect", env.MustRun("snapshot", "inspect", "xs"), &si)
+	if si.Name != "xs" || si.Image != ref || !strings.HasPrefix(si.ImageDigest, "sha256:") || si.Hypervisor == "" || si.CPU != 1 || si.Memory != 512<<20 {
+		t.Fatalf("snapshot inspect: %+v", si)
+	}
+
+	// A plain tar export (--gzip=false) imports elsewhere with the archive's name and description.
+	plainPath := filepath.Join(t.TempDir(), "xs.tar")
+	env.MustRun("snapshot", "export", "--gzip=false", "-o", plainPath, "xs")
+	if out, err := exec.Command("tar", "-tf", plainPath).CombinedOutput(); err != nil || !strings.Contains(string(out), "manifest.json") {
+		t.Fatalf("GNU tar cannot list the plain export: %v\n%s", err, out)
+	}
+	env3 := harness.NewEnv(t)
+	env3.MustRun("snapshot", "import", plainPath)
+	decodeStrict(t, "imported snapshot", env3.MustRun("snapshot", "inspect", "xs"), &si)
+	if si.Name != "xs" || si.Description != "with marker" {
+		t.Fatalf("import did not keep the archive's name and description: %+v", si)
+	}
 
 	// A file export is readable by GNU tar.
 	archivePath := filepath.Join(t.TempDir(), "xs.tar.gz")

@@ -34,12 +34,14 @@ func TestStatusEventStream(t *testing.T) {
 			var ev struct {
 				Event string `json:"event"`
 				VM    struct {
-					Name  string `json:"name"`
+					Config struct {
+						Name string `json:"name"`
+					} `json:"config"`
 					State string `json:"state"`
 				} `json:"vm"`
 			}
 			if json.Unmarshal(sc.Bytes(), &ev) == nil {
-				events <- [2]string{ev.Event, ev.VM.Name + "/" + ev.VM.State}
+				events <- [2]string{ev.Event, ev.VM.Config.Name + "/" + ev.VM.State}
 			}
 		}
 		close(events)

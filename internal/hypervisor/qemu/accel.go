@@ -29,7 +29,7 @@ var tcgFallbackWarning sync.Once
 func resolveAccel(want string) (string, error) {
 	switch want {
 	case "", accelAuto:
-		if reason := kvmUnusable(); reason != "" {
+		if reason := KVMUnusable(); reason != "" {
 			tcgFallbackWarning.Do(func() {
 				slog.Warn(fmt.Sprintf("KVM unusable (%s), falling back to TCG (slow)", reason))
 			})
@@ -37,7 +37,7 @@ func resolveAccel(want string) (string, error) {
 		}
 		return accelKVM, nil
 	case accelKVM:
-		if reason := kvmUnusable(); reason != "" {
+		if reason := KVMUnusable(); reason != "" {
 			return "", fmt.Errorf("accel kvm: KVM is unusable on this host (%s): use --accel tcg or auto", reason)
 		}
 		return accelKVM, nil
@@ -47,8 +47,8 @@ func resolveAccel(want string) (string, error) {
 	return "", fmt.Errorf("unknown accel %q: use auto, kvm or tcg", want)
 }
 
-// kvmUnusable says why KVM cannot run our guests, or "" when it can.
-func kvmUnusable() string {
+// KVMUnusable says why KVM cannot run stock guests here, or "" when it can (doctor reports it).
+func KVMUnusable() string {
 	// On a PVM host /dev/kvm may open fine, but stock guest kernels hang under it.
 	if _, err := os.Stat(pvmModule); err == nil {
 		return "the host's KVM is PVM (kvm_pvm loaded), which stock guest kernels do not boot under"

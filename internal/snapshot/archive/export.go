@@ -1,5 +1,5 @@
-// Package archive writes and reads snapshot archives: a gzip-compressed PAX tar that standard
-// GNU tar lists and extracts, sparse files included (GNU sparse format 1.0).
+// Package archive writes and reads snapshot archives: a PAX tar, gzip-compressed unless asked
+// otherwise, that standard GNU tar lists and extracts, sparse files included (GNU sparse 1.0).
 //
 // Layout: flat. Every entry is one regular file named by a single path component (no
 // directories), in the order the exporter was given, the manifest first. Files with holes are
@@ -33,10 +33,12 @@ type ExportOptions struct {
 	// Level is the gzip level (1-9, or -1 for gzip's default); 0 means gzip.BestSpeed, since
 	// snapshot disks are large and mostly holes or already-compressed data.
 	Level int
+	// Plain writes an uncompressed tar (sparse files still carry only their data).
+	Plain bool
 }
 
 // Export writes the files of dir named in files (single path components, in archive order, the
-// manifest first) to w as a .tar.gz. w is only written, never seeked, so it may be a pipe.
+// manifest first) to w as a .tar.gz (a .tar with opts.Plain). w is only written, never seeked, so it may be a pipe.
 // On error the bytes already written are garbage and the caller discards them.
 func Export(ctx context.Context, dir string, files []string, w io.Writer, opts ExportOptions) error {
 	if err := checkExportList(files); err != nil {
@@ -52,26 +54,31 @@ func Export(ctx context.Context, dir string, files []string, w io.Writer, opts E
 	if level == 0 {
 		level = gzip.BestSpeed
 	}
-	zw, err := pgzip.NewWriterLevel(w, level)
-	if err != nil {
-		return fmt.Errorf("export: gzip level %d: %w", level, err)
+	var raw io.Writer = w
+	closeGzip := func() error { return nil }
+	if !opts.Plain {
+		zw, err := pgzip.NewWriterLevel(w, level)
+		if err != nil {
+			return fmt.Errorf("export: gzip level %d: %w", level, err)
+		}
+		if err := zw.SetConcurrency(copyBufferSize, workers); err != nil {
+			return fmt.Errorf("export: gzip concurrency: %w", err)
+		}
+		raw, closeGzip = zw, zw.Close
 	}
-	if err := zw.SetConcurrency(copyBufferSize, workers); err != nil {
-		return fmt.Errorf("export: gzip concurrency: %w", err)
-	}
-	tw := tar.NewWriter(zw)
+	tw := tar.NewWriter(raw)
 	buf := make([]byte, copyBufferSize)
 	for _, name := range files {
-		if err := writeEntry(ctx, tw, zw, filepath.Join(dir, name), name, buf); err != nil {
-			zw.Close() // stops pgzip's workers; its own error adds nothing to err
+		if err := writeEntry(ctx, tw, raw, filepath.Join(dir, name), name, buf); err != nil {
+			closeGzip() //nolint:errcheck // stops pgzip's workers; its own error adds nothing to err
 			return fmt.Errorf("export %s: %w", name, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		zw.Close()
+		closeGzip() //nolint:errcheck
 		return fmt.Errorf("export: finish tar stream: %w", err)
 	}
-	if err := zw.Close(); err != nil {
+	if err := closeGzip(); err != nil {
 		return fmt.Errorf("export: finish gzip stream: %w", err)
 	}
 	return nil

@@ -123,7 +123,7 @@ func TestImportRefusesHostileArchives(t *testing.T) {
 		{"truncated stream", truncated[:len(truncated)/2], Limits{}, "truncated"},
 		{"footer cut off", truncated[:len(truncated)-4], Limits{}, "truncated"},
 		{"flipped CRC byte", corruptCRC, Limits{}, "checksum mismatch"},
-		{"not gzip", []byte("plain text, not an archive"), Limits{}, "not gzip-compressed"},
+		{"neither gzip nor tar", []byte("plain text, not an archive"), Limits{}, "neither gzip nor tar"},
 		{"empty input", nil, Limits{}, "archive is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

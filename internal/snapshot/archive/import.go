@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -32,7 +33,7 @@ type Entry struct {
 	Digest string
 }
 
-// Import reads a .tar.gz written by Export (or by GNU tar, sparse or not) from r and extracts
+// Import reads a .tar.gz or .tar written by Export (or by GNU tar, sparse or not) from r and extracts
 // its files into stagingDir, which must exist and be empty. It returns the files in archive
 // order.
 //
@@ -51,16 +52,25 @@ func Import(ctx context.Context, r io.Reader, stagingDir string, lim Limits) ([]
 	if err := checkEmpty(root, stagingDir); err != nil {
 		return nil, err
 	}
-	zr, err := pgzip.NewReader(ctxReader{ctx, r})
+	br := bufio.NewReaderSize(ctxReader{ctx, r}, copyBufferSize)
+	magic, err := br.Peek(2)
 	switch {
-	case err == io.EOF:
+	case len(magic) == 0 && err == io.EOF:
 		return nil, errors.New("import: the snapshot archive is empty")
-	case errors.Is(err, pgzip.ErrHeader):
-		return nil, fmt.Errorf("import: snapshot archive is not gzip-compressed (%w); pass a .tar.gz made by `cocoon snapshot export`", err)
-	case err != nil:
+	case len(magic) < 2 && err != io.EOF:
 		return nil, fmt.Errorf("import: read snapshot archive: %w", err)
 	}
-	defer zr.Close()
+	// gzip is detected by its magic bytes; anything else is read as a plain tar.
+	var zr io.Reader = br
+	gzipped := bytes.Equal(magic, []byte{0x1f, 0x8b})
+	if gzipped {
+		gz, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("import: read snapshot archive: %w", err)
+		}
+		defer gz.Close()
+		zr = gz
+	}
 
 	tr := tar.NewReader(zr)
 	x := extractor{ctx: ctx, root: root, lim: lim, seen: map[string]bool{}, buf: make([]byte, copyBufferSize)}
@@ -72,6 +82,9 @@ func Import(ctx context.Context, r io.Reader, stagingDir string, lim Limits) ([]
 		if errors.Is(err, tar.ErrInsecurePath) {
 			return nil, fmt.Errorf("import: entry %q escapes the staging directory; snapshot archives hold plain file names", hdr.Name)
 		}
+		if err != nil && !gzipped && len(x.files) == 0 {
+			return nil, fmt.Errorf("import: not a snapshot archive: neither gzip nor tar (%v); pass a file made by `cocoon snapshot export`", err)
+		}
 		if err != nil {
 			return nil, x.streamError("read entry header", err)
 		}
@@ -79,7 +92,8 @@ func Import(ctx context.Context, r io.Reader, stagingDir string, lim Limits) ([]
 			return nil, err
 		}
 	}
-	// The gzip checksum is only checked at the end of the stream, past the tar trailer.
+	// The gzip checksum is only checked at the end of the stream, past the tar trailer; a plain
+	// tar's trailing padding is read to the end likewise.
 	if _, err := io.Copy(io.Discard, zr); err != nil {
 		return nil, x.streamError("verify archive end", err)
 	}

@@ -224,19 +224,53 @@ func (e *Env) MustFail(want string, args ...string) Result {
 	return r
 }
 
-// VM is the subset of `vm inspect` the tests read.
+// VM is the subset of `vm inspect` the tests read, flattened from the original's shape.
 type VM struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	State    string `json:"state"`
-	PID      int    `json:"pid"`
-	RunDir   string `json:"run_dir"`
-	LogDir   string `json:"log_dir"`
-	Accel    string `json:"accel"`
-	Networks []struct {
-		IP, MAC, Tap string
-		MTU          int
-	} `json:"network_configs"`
+	ID, Name, State, RunDir, LogDir, Accel string
+	PID                                    int
+	Networks                               []NIC
+}
+
+// NIC is one entry of network_configs.
+type NIC struct {
+	IP, MAC, Tap string
+	MTU          int
+}
+
+// UnmarshalJSON decodes the `vm inspect` object: the name under config, each NIC's address in
+// a network object (nil for DHCP).
+func (v *VM) UnmarshalJSON(b []byte) error {
+	var w struct {
+		ID     string `json:"id"`
+		State  string `json:"state"`
+		PID    int    `json:"pid"`
+		RunDir string `json:"run_dir"`
+		LogDir string `json:"log_dir"`
+		Accel  string `json:"accel"`
+		Config struct {
+			Name string `json:"name"`
+		} `json:"config"`
+		NICs []struct {
+			Tap     string `json:"tap"`
+			MAC     string `json:"mac"`
+			MTU     int    `json:"mtu"`
+			Network *struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"network_configs"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*v = VM{ID: w.ID, Name: w.Config.Name, State: w.State, RunDir: w.RunDir, LogDir: w.LogDir, Accel: w.Accel, PID: w.PID}
+	for _, n := range w.NICs {
+		nic := NIC{MAC: n.MAC, Tap: n.Tap, MTU: n.MTU}
+		if n.Network != nil {
+			nic.IP = n.Network.IP
+		}
+		v.Networks = append(v.Networks, nic)
+	}
+	return nil
 }
 
 // Inspect returns a VM's record as cocoon shows it.
