@@ -101,3 +101,21 @@ func TestPullRefusesExpansionBombs(t *testing.T) {
 		})
 	}
 }
+
+// The bound is lowered to the free space where layers are extracted: a layer that cannot fit
+// fails at its header instead of filling the disk.
+func TestLayerBoundFollowsFreeSpace(t *testing.T) {
+	needOCI(t)
+	needBin(t, "mount", "umount")
+	root := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", root).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", root).Run() }) //nolint:errcheck
+	m := NewManager(root, Options{PoolSize: 1})
+	_, err := m.Import(context.Background(), "big", nil, bytes.NewReader(sparseTar(t, "16M")))
+	if err == nil || !strings.Contains(err.Error(), "entry declares 16MiB, which takes the layer past its limit of 7.") {
+		t.Fatalf("err = %v, want the 16 MiB entry refused against 8 MiB of free space", err)
+	}
+	assertNothingStored(t, m, root)
+}

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"crypto/rand"
 	"os"
 	"os/exec"
@@ -89,4 +91,33 @@ func TestImageImportRefusesSparseBomb(t *testing.T) {
 	env.ExtraEnv = []string{"COCOON_MAX_LAYER_SIZE=1M"}
 	env.MustFail("past its limit of 1MiB", "image", "import", "bomb", bomb)
 	assertNoImageLeftovers(t, env)
+}
+
+// A whiteout must name an entry: `.wh.`, `.wh..` and `.wh...` would delete the directory itself
+// or its parent in the stacked guest filesystem.
+func TestImageImportRefusesWhiteoutsOfNothing(t *testing.T) {
+	harness.Require(t, "mkfs.erofs")
+	env := harness.NewEnv(t)
+	for _, wh := range []string{".wh.", "etc/.wh..", "etc/.wh..."} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range []*tar.Header{
+			{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "etc/hostname", Typeflag: tar.TypeReg, Mode: 0o644},
+			{Name: wh, Typeflag: tar.TypeReg, Mode: 0o644},
+		} {
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "layer.tar")
+		if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env.MustFail("unsafe layer: whiteout", "image", "import", "wh", p)
+		assertNoImageLeftovers(t, env)
+	}
 }

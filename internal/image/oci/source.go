@@ -144,15 +144,15 @@ func (s *Store) Import(ctx context.Context, imageName string, r io.Reader) (*Ent
 	return e, st, nil
 }
 
-// stage copies r (at most max bytes of it: a gzip bomb must not fill the disk) to p and returns
+// stage copies r (at most limit bytes of it: a gzip bomb must not fill the disk) to p and returns
 // the hex sha256 of what it wrote.
-func stage(r io.Reader, p string, max int64) (string, error) {
+func stage(r io.Reader, p string, limit int64) (string, error) {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", p, err)
 	}
 	h := sha256.New()
-	if err := copyBounded(io.MultiWriter(f, h), r, max); err != nil {
+	if err := copyBounded(io.MultiWriter(f, h), r, limit); err != nil {
 		f.Close()
 		return "", fmt.Errorf("read input: %w", err)
 	}

@@ -57,6 +57,12 @@ func TestExtractRefusesSizeBombs(t *testing.T) {
 	if err := tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
+	var skipped bytes.Buffer
+	tw = tar.NewWriter(&skipped)
+	// An entry type extraction skips: its data must still be read through, so it counts.
+	if err := tw.WriteHeader(&tar.Header{Name: "odd", Typeflag: 'Z', Mode: 0o644, Size: 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
 	many := make([]*tar.Header, 5)
 	for i := range many {
 		many[i] = reg(fmt.Sprintf("f%d", i))
@@ -67,6 +73,7 @@ func TestExtractRefusesSizeBombs(t *testing.T) {
 	}{
 		"sparse 1 TiB in 10 KiB": {gnuSparse("bomb", 1<<40, 1<<40, nil), 0},
 		"size field 1 TiB":       {declared.Bytes(), 0},
+		"skipped type 1 TiB":     {skipped.Bytes(), 0},
 		"too many entries":       {build(t, many...), 4 * (EntryCost + 2)},
 		"just over a small cap":  {build(t, &tar.Header{Name: "x", Typeflag: tar.TypeReg, Size: 1}), EntryCost},
 	}

@@ -18,13 +18,17 @@ const (
 var zeroBlock [holeBlock]byte
 
 // account adds what hdr declares to the layer's total and refuses the entry, before anything of
-// it is written, when the total would pass MaxBytes.
+// it is written, when the total would pass MaxBytes. The data of entries that are skipped counts
+// too: the reader still has to get through it.
 func (x *extractor) account(hdr *tar.Header) error {
-	if hdr.Size < 0 {
-		return fmt.Errorf("%w: negative size %d", ErrUnsafe, hdr.Size)
-	}
 	cost := int64(EntryCost)
-	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse {
+	switch hdr.Typeflag {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		// header only: archive/tar reads no data for these, whatever their size field says
+	default:
+		if hdr.Size < 0 {
+			return fmt.Errorf("%w: negative size %d", ErrUnsafe, hdr.Size)
+		}
 		cost += hdr.Size
 	}
 	if cost > x.opts.MaxBytes-x.used {
