@@ -88,9 +88,18 @@ type ImageInfo struct {
 	BackingFile string `json:"backing-filename"`
 }
 
-// Info asks qemu-img about path. It uses --force-share so it also works on disks of running VMs.
-func Info(path string) (ImageInfo, error) {
-	out, err := run("qemu-img", "info", "--force-share", "--output=json", path)
+// Info asks qemu-img about path, probing its format. It uses --force-share so it also works on
+// disks of running VMs. For files from outside (snapshot payloads) use InfoAs.
+func Info(path string) (ImageInfo, error) { return InfoAs(path, "") }
+
+// InfoAs is Info reading path as format ("" probes): a raw file then stays raw whatever its
+// content, so a guest-written qcow2 header cannot make qemu-img follow its references.
+func InfoAs(path, format string) (ImageInfo, error) {
+	args := []string{"info", "--force-share", "--output=json"}
+	if format != "" {
+		args = append(args, "-f", format)
+	}
+	out, err := run("qemu-img", append(args, path)...)
 	if err != nil {
 		return ImageInfo{}, fmt.Errorf("inspect %s: %w", path, err)
 	}
@@ -107,12 +116,9 @@ func Resize(path, format string, size int64) error {
 	if format != "raw" && format != "qcow2" {
 		return fmt.Errorf("resize %s: unsupported format %q (raw or qcow2)", path, format)
 	}
-	info, err := Info(path)
+	info, err := InfoAs(path, format)
 	if err != nil {
 		return fmt.Errorf("resize %s: %w", path, err)
-	}
-	if info.Format != format {
-		return fmt.Errorf("resize %s: file is %s, not %s", path, info.Format, format)
 	}
 	switch {
 	case size < info.VirtualSize:

@@ -244,7 +244,7 @@ func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
 			return err
 		}
 	}
-	info, err := disk.Info(d.Path)
+	info, err := disk.InfoAs(d.Path, string(d.Format))
 	if err != nil {
 		return err
 	}
