@@ -167,7 +167,11 @@ func (a *app) snapshotImport() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import [flags] [FILE]",
 		Short: "Import a snapshot archive (.tar.gz or .tar) from FILE or stdin",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "Import a snapshot archive (.tar.gz or .tar) from FILE or stdin. Import only archives you trust: a clone loads\n" +
+			"their device state into the hypervisor. Import checks file names, the manifest, every file's\n" +
+			"digest, qcow2 references to host files and the device state header, and refuses the archive,\n" +
+			"leaving nothing, when any check fails.",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := a.engine(engine.Options{})
 			if err != nil {

@@ -99,6 +99,16 @@ func TestImportRefusesCraftedSnapshots(t *testing.T) {
 		{"vCPU property key injection in the state header", false, func(t *testing.T, dir string, m *snapshot.Manifest) {
 			rewriteState(t, dir, m, snaptest.Layout(2, false, injectedKey))
 		}, `property "socket-id,file=/etc/shadow" is not a vCPU topology property`},
+		{"memory file shorter than the guest RAM", false, func(t *testing.T, dir string, m *snapshot.Manifest) {
+			shared := strings.Replace(snaptest.Layout(2, false, ""), `"shared":false`, `"shared":true`, 1)
+			if err := os.WriteFile(filepath.Join(dir, snapshot.FileState), snaptest.StateFile(t, shared), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, snapshot.FileMemory), make([]byte, 1<<20), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			snaptest.Declare(t, dir, m)
+		}, "memory file is not a regular file of 268435456 bytes"},
 		{"state header disagrees with the manifest", false, func(_ *testing.T, _ string, m *snapshot.Manifest) {
 			m.Memory = 512 << 20
 		}, "disagree"},

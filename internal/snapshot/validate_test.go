@@ -139,7 +139,7 @@ func TestReadManifestChecksTheDirectory(t *testing.T) {
 // FuzzReadManifest: no manifest, however crafted, may panic the reader, and one it accepts
 // names only fixed payload files that are in the directory.
 func FuzzReadManifest(f *testing.F) {
-	_, good := snaptest.OCI(f)
+	dir, good := snaptest.OCI(f) // ReadManifest only reads: one payload dir serves every input
 	data, err := json.Marshal(good)
 	if err != nil {
 		f.Fatal(err)
@@ -150,7 +150,6 @@ func FuzzReadManifest(f *testing.F) {
 	f.Add([]byte(`{"version":2,"disks":[{"role":"cow","format":"raw","file":"/etc/shadow"}],"files":[{"name":"state"}]}`))
 	f.Add([]byte("[]"))
 	f.Fuzz(func(t *testing.T, manifest []byte) {
-		dir, _ := snaptest.OCI(t)
 		if err := os.WriteFile(filepath.Join(dir, snapshot.ManifestName), manifest, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package qemu
 import (
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
@@ -115,5 +116,15 @@ func (b *Backend) CheckState(src hypervisor.SnapshotSource) error {
 		return err
 	}
 	f.Close()
-	return checkAgreement(src, h.Layout)
+	if err := checkAgreement(src, h.Layout); err != nil {
+		return err
+	}
+	if src.MemoryFile == "" {
+		return nil
+	}
+	// QEMU would grow a short file in place, writing into the snapshot.
+	if st, err := os.Lstat(src.MemoryFile); err != nil || !st.Mode().IsRegular() || st.Size() != h.Layout.MemoryBytes {
+		return fmt.Errorf("memory file is not a regular file of %d bytes (the snapshot's memory size)", h.Layout.MemoryBytes)
+	}
+	return nil
 }
