@@ -162,11 +162,10 @@ func (m *Manager) importLayers(ctx context.Context, imageName string, files []st
 			return nil, true, fmt.Errorf("import %s: open %s: %w: check the path", imageName, p, err)
 		}
 		defer f.Close()
+		// A file that is not a tar on its own (an undetectable middle part, too) means the
+		// files are parts of one file: the caller sniffs their concatenation instead.
 		r, format, err := unwrap(f)
-		if err != nil {
-			return nil, true, fmt.Errorf("import %s: %s: %w", imageName, p, err)
-		}
-		if format != sniff.Tar {
+		if err != nil || format != sniff.Tar {
 			return nil, false, nil
 		}
 		layers = append(layers, oci.NamedReader{Name: p, R: r})
