@@ -125,3 +125,33 @@ func TestCloudSnapshotImport(t *testing.T) {
 	}
 	env2.MustRun("vm", "rm", "--force", "c2")
 }
+
+// The state header of a clone with hot-added vCPUs (driver and topology properties as QEMU
+// reports them) passes the allow-list, at import and at launch.
+func TestSnapshotOfHotAddedVCPUs(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "run", "--name", "h1", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	env.WaitConsole(env.Inspect("h1"), "COCOON-READY", bootTimeout)
+	env.MustRun("snapshot", "save", "--name", "s1", "h1")
+	env.MustRun("vm", "clone", "--name", "h2", "--cpu", "2", "s1")
+	env.MustRun("snapshot", "save", "--name", "s2", "h2")
+	states, _ := filepath.Glob(filepath.Join(env.Root, "snapshot", "data", "*", snapshot.FileState))
+	hot := 0
+	for _, p := range states {
+		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data[:min(len(data), 4096)]), `"hot_cpus":[{"driver":"`) {
+			hot++
+		}
+	}
+	if hot != 1 {
+		t.Fatalf("%d of %d state headers record a hot-added vCPU, want 1", hot, len(states))
+	}
+	archive := filepath.Join(t.TempDir(), "s2.tar.gz")
+	env.MustRun("snapshot", "export", "-o", archive, "s2")
+	env.MustRun("snapshot", "import", "--name", "s2b", archive)
+	env.MustRun("vm", "clone", "--name", "h3", "s2b")
+	if vm := env.Inspect("h3"); vm.State != "running" {
+		t.Fatalf("clone of the hot-plugged clone is %s, want running", vm.State)
+	}
+}
