@@ -51,7 +51,7 @@ func (o *CreateOptions) nameOr(image string) string {
 }
 
 // validate checks the product's own rules that need no image or network; the backend's
-// limits are checked on the planned spec (checkSpec). Both run before anything is made.
+// limits are checked on the planned spec (checkPlan). Both run before anything is made.
 func (o *CreateOptions) validate() error {
 	switch {
 	case o.CPU < 1:
