@@ -194,7 +194,8 @@ func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, 
 	vm.Disks = nil
 	var topDown []string
 	for _, d := range m.Disks {
-		hd := hypervisor.Disk{Role: d.Role, Serial: d.Serial, Format: hypervisor.DiskFormat(d.Format), ReadOnly: d.ReadOnly, DirectIO: d.DirectIO && !vm.Config.NoDirectIO}
+		hd := hypervisor.Disk{Role: d.Role, Serial: d.Serial, Format: hypervisor.DiskFormat(d.Format), ReadOnly: d.ReadOnly,
+			DirectIO: d.DirectIO && !vm.Config.NoDirectIO, FSType: d.FSType, MountPoint: d.MountPoint}
 		if d.Role == "layer" {
 			p, ok := layers[d.Layer]
 			if !ok {

@@ -36,6 +36,7 @@ type CreateOptions struct {
 	Windows       bool
 	Hypervisor    string // empty: config default
 	Accel         string // empty: config default
+	DataDisks     []disk.DataDisk
 }
 
 const (
@@ -78,6 +79,9 @@ func (o *CreateOptions) validate() error {
 		}
 	}
 	if err := cloudinit.ValidateUser(o.User); err != nil {
+		return err
+	}
+	if err := disk.CheckDataDisks(o.DataDisks); err != nil {
 		return err
 	}
 	return cloudinit.ValidatePassword(o.Password)
@@ -223,7 +227,10 @@ func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
 		direct = false
 	}
 	if img.Kind == image.KindOCI {
-		return e.prepareOCI(vm, img, direct)
+		if err := e.prepareOCI(vm, img, direct); err != nil {
+			return err
+		}
+		return addDataDisks(vm, o.DataDisks, direct)
 	}
 	return e.prepareCloud(vm, img, o, direct)
 }
@@ -267,6 +274,9 @@ func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions, direct 
 		return fmt.Errorf("create overlay disk for %s: %w", vm.Name, err)
 	}
 	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
+	if err := addDataDisks(vm, o.DataDisks, direct); err != nil {
+		return err
+	}
 	if !o.Windows {
 		seed := filepath.Join(vm.RunDir, "cidata.img")
 		if err := cloudinit.WriteImage(seed, cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
@@ -283,7 +293,7 @@ func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions, direct 
 }
 
 func cloudSeed(vm *VM, user, password string, dns []string) cloudinit.Seed {
-	s := cloudinit.Seed{InstanceID: vm.ID, Hostname: vm.Name, User: user, Password: password, DNS: dns}
+	s := cloudinit.Seed{InstanceID: vm.ID, Hostname: vm.Name, User: user, Password: password, DNS: dns, Mounts: seedMounts(vm)}
 	for _, n := range vm.Networks {
 		s.NICs = append(s.NICs, cloudinit.NIC{MAC: n.MAC, IP: n.IP, Prefix: n.Prefix, Gateway: n.Gateway})
 	}

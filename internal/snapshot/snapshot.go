@@ -35,19 +35,25 @@ const (
 var allowedFiles = map[string]bool{ManifestName: true, FileState: true, FileMemory: true, FileCOW: true,
 	FileOverlay: true, FileCidata: true, FileFirmware: true}
 
+// dataFileRE names data disk payloads: data-<name>.raw, name by the data disk name rule.
+var dataFileRE = regexp.MustCompile(`^data-[a-z][a-z0-9_-]{0,19}\.raw$`)
+
 // Allowed reports whether name may appear in a snapshot directory.
-func Allowed(name string) bool { return allowedFiles[name] }
+func Allowed(name string) bool { return allowedFiles[name] || dataFileRE.MatchString(name) }
 
 // Disk is one disk of the snapshotted VM, in attach order. Layers and cloud bases are referenced
 // by blob ID (content address), never by host path.
 type Disk struct {
-	Role     string `json:"role"` // layer | cow | cidata
+	Role     string `json:"role"` // layer | cow | cidata | data
 	Serial   string `json:"serial,omitempty"`
 	Format   string `json:"format"`
 	ReadOnly bool   `json:"read_only,omitempty"`
 	DirectIO bool   `json:"direct_io,omitempty"`
-	File     string `json:"file,omitempty"`  // payload file, for cow and cidata
+	File     string `json:"file,omitempty"`  // payload file, for cow, cidata and data
 	Layer    string `json:"layer,omitempty"` // layer digest, for layer disks
+	// Data disks: filesystem made at creation and cloud-init mount point.
+	FSType     string `json:"fstype,omitempty"`
+	MountPoint string `json:"mount_point,omitempty"`
 }
 
 // File is one payload file with its apparent size, checked on import.
@@ -240,7 +246,27 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if m.Version != ManifestVersion {
 		return nil, fmt.Errorf("unsupported snapshot manifest version %d (this cocoon reads %d)", m.Version, ManifestVersion)
 	}
+	if err := m.checkDisks(); err != nil {
+		return nil, err
+	}
 	return &m, m.check(dir)
+}
+
+// checkDisks holds data disks to their naming rule: payload data-<serial>.raw, raw, writable.
+func (m *Manifest) checkDisks() error {
+	for _, d := range m.Disks {
+		if d.Role != "data" {
+			continue
+		}
+		if d.File != "data-"+d.Serial+".raw" || !dataFileRE.MatchString(d.File) || d.Format != "raw" || d.ReadOnly {
+			return fmt.Errorf("invalid snapshot: data disk %q must be a writable raw payload named data-<serial>.raw, got %q", d.Serial, d.File)
+		}
+		if d.FSType != "ext4" && d.FSType != "none" || d.MountPoint != "" && (d.FSType == "none" || !filepath.IsAbs(d.MountPoint) ||
+			strings.ContainsFunc(d.MountPoint, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+			return fmt.Errorf("invalid snapshot: data disk %q has fstype %q and mount point %q", d.Serial, d.FSType, d.MountPoint)
+		}
+	}
+	return nil
 }
 
 // check verifies every declared file exists with its declared apparent size and nothing else
