@@ -83,8 +83,10 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	switch {
 	case nics < m.NICs:
 		return nil, fmt.Errorf("--nics %d is below the snapshot's %d: resources can grow, not shrink", nics, m.NICs)
-	case nics > m.NICs:
+	case nics > m.NICs && !b.Capabilities().NICHotSwap:
 		return nil, fmt.Errorf("--nics %d: hypervisor %s cannot add NICs to a snapshot's %d", nics, b.Name(), m.NICs)
+	case nics > maxNICs:
+		return nil, fmt.Errorf("--nics must be between 0 and %d, got %d", maxNICs, nics)
 	case o.QueueSize != 0 && o.QueueSize != m.QueueSize || o.DiskQueueSize != 0 && o.DiskQueueSize != m.DiskQueueSize:
 		return nil, fmt.Errorf("--queue-size/--disk-queue-size must match the snapshot's (%d/%d): the saved devices keep their rings", m.QueueSize, m.DiskQueueSize)
 	case o.Bridge != "" && o.Network != "":

@@ -264,7 +264,9 @@ func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
 	}
 	parts := []string{"console=" + console, "loglevel=3", "boot=cocoon-overlay",
 		"cocoon.layers=" + strings.Join(layersTopDown, ","), "cocoon.cow=cocoon-cow", "rw",
-		"net.ifnames=0", "cocoon.hostname=" + vm.Name}
+		"net.ifnames=0", "cocoon.hostname=" + vm.Name,
+		// Memory hot-added on clone or restore is usable at once, without a guest agent.
+		"memhp_default_state=online"}
 	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
 }
 

@@ -84,7 +84,8 @@ type Capabilities struct {
 	ResizeOnClone bool
 	// MemoryGrowOnClone: a clone or restore may have more memory than its snapshot.
 	MemoryGrowOnClone bool
-	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's.
+	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's, and
+	// may have more NICs than the snapshot (hot-added; the backend bounds how many).
 	NICHotSwap bool
 }
 

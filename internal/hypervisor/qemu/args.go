@@ -66,7 +66,8 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 	if !l.RAM.Shared {
 		share = "off"
 	}
-	b.add("-m", strconv.FormatInt(l.MemoryBytes>>20, 10)+"M",
+	b.memoryArgs()
+	b.add(
 		// A shared file mapping: snapshots save device state with x-ignore-shared and keep
 		// the file; clones map a copy of it with share=off (copy-on-write).
 		"-object", fmt.Sprintf("memory-backend-file,id=ram,size=%d,mem-path=%s,share=%s,prealloc=off",
@@ -129,7 +130,7 @@ func (b *argBuilder) boot() {
 
 // rootPorts packs the ports eight to a slot (functions 0-7) from slot 2 on.
 func (b *argBuilder) rootPorts() {
-	for i := range len(b.layout.NICs) + spareRootPorts {
+	for i := range b.layout.rootPorts() {
 		slot, fn := 2+i/8, i%8
 		opt := fmt.Sprintf("pcie-root-port,id=%s,bus=pcie.0,chassis=%d,port=%#x,addr=%#x.%d,io-reserve=0",
 			rootPort(i), i+1, 0x10+i, slot, fn)
@@ -179,6 +180,10 @@ func (b *argBuilder) nics() {
 				fds[j] = strconv.Itoa(3 + len(b.files))
 				b.files = append(b.files, f)
 			}
+		}
+		if i >= len(b.layout.NICs) { // added after the state is loaded, into a spare root port
+			b.swapFDs[i] = fds
+			continue
 		}
 		nl := b.layout.NICs[i]
 		if i < len(b.swap) && b.swap[i] {
