@@ -126,6 +126,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir, vm.MemoryDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
+		{"new cloud-init identity", func(context.Context) error { return e.freshCidata(vm) }, nil},
 		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap) }, nil},
 	}
 	if err := e.withVMLock(ctx, id, func() error { return runSteps(ctx, "clone "+snap.Name, steps) }); err != nil {

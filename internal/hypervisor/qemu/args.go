@@ -145,7 +145,10 @@ func rootPort(i int) string { return "rp" + strconv.Itoa(i) }
 
 func (b *argBuilder) disks() {
 	for i, d := range b.spec.Disks {
-		drive := fmt.Sprintf("file=%s,if=none,id=drive%d,format=%s", optEscape(d.Path), i, d.Format)
+		if i >= len(b.layout.Disks) {
+			break // hot-plugged once the snapshot's state is loaded (addDisks)
+		}
+		drive := fmt.Sprintf("file=%s,if=none,id=%s,format=%s", optEscape(d.Path), driveID(i), d.Format)
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		} else {
@@ -157,11 +160,14 @@ func (b *argBuilder) disks() {
 		} else {
 			drive += ",cache.direct=off,aio=threads"
 		}
-		dev := fmt.Sprintf("virtio-blk-pci,drive=drive%d,id=disk%d", i, i)
+		dev := fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s", driveID(i), diskID(i))
+		q := b.layout.Disks[i]
+		if q.Bus != "" {
+			dev += ",bus=" + q.Bus
+		}
 		if d.Serial != "" {
 			dev += ",serial=" + optEscape(d.Serial)
 		}
-		q := b.layout.Disks[i]
 		dev += fmt.Sprintf(",num-queues=%d,queue-size=%d", q.Queues, q.QueueSize)
 		b.add("-drive", drive, "-device", dev)
 	}
@@ -206,6 +212,8 @@ func (b *argBuilder) nics() {
 	}
 }
 
+func driveID(i int) string     { return "drive" + strconv.Itoa(i) }
+func diskID(i int) string      { return "disk" + strconv.Itoa(i) }
 func netdevID(i int) string    { return "net" + strconv.Itoa(i) }
 func oldNetdevID(i int) string { return "net" + strconv.Itoa(i) + "old" }
 func nicID(i int) string       { return "nic" + strconv.Itoa(i) }

@@ -52,8 +52,9 @@ type hotCPU struct {
 }
 
 type diskQueue struct {
-	Queues    int `json:"queues"`
-	QueueSize int `json:"queue_size"`
+	Queues    int    `json:"queues"`
+	QueueSize int    `json:"queue_size"`
+	Bus       string `json:"bus,omitempty"` // root port of a hot-plugged disk; "" = on pcie.0
 }
 
 type nicLayout struct {

@@ -78,11 +78,6 @@ func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved 
 		return fmt.Errorf("%d vCPUs is above %d, the most the snapshotted VM was booted to take", spec.CPUs, saved.MaxCPUs)
 	case len(spec.NICs) < len(saved.NICs):
 		return fmt.Errorf("%d NICs, the snapshot has %d: NICs cannot be removed", len(spec.NICs), len(saved.NICs))
-	case len(spec.NICs) > saved.rootPorts():
-		return fmt.Errorf("%d NICs: the snapshotted VM was booted with %d PCIe root ports, so it takes at most %d NICs",
-			len(spec.NICs), saved.rootPorts(), saved.rootPorts())
-	case len(spec.Disks) != len(saved.Disks):
-		return fmt.Errorf("%d disks, the snapshot has %d: pass the same disks in the same order", len(spec.Disks), len(saved.Disks))
 	case spec.Balloon != saved.Balloon:
 		return fmt.Errorf("balloon %v, the snapshot's VM had balloon %v", spec.Balloon, saved.Balloon)
 	case (spec.Boot.Firmware != "") != saved.UEFI:
@@ -91,6 +86,9 @@ func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved 
 		return fmt.Errorf("the snapshot was taken under %s and cannot resume under %s: use --accel %s", saved.Accel, accel, saved.Accel)
 	}
 	if err := checkMemoryGrowth(spec.MemoryBytes, saved); err != nil {
+		return err
+	}
+	if err := checkAddedDevices(spec, saved); err != nil {
 		return err
 	}
 	if src.MemoryFile == "" {
@@ -157,6 +155,9 @@ func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 		}
 	}
 	if err := c.execute("cont", nil, nil); err != nil {
+		return err
+	}
+	if err := r.addDisks(c); err != nil {
 		return err
 	}
 	// Added NICs first: the guest names them while the snapshot's NICs still hold eth0…, so

@@ -127,9 +127,17 @@ func TestCheckSnapshotRefusesWhatCannotLoad(t *testing.T) {
 		}, "cannot be removed"},
 		"over max vCPUs": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.CPUs = 3 }, "the most the snapshotted VM"},
 		"NIC count":      {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.NICs = nil }, "NICs cannot be removed"},
-		"disk count":     {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Disks = []diskQueue{{1, 512}} }, "same disks"},
-		"balloon":        {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.Balloon = true }, "balloon"},
-		"accel":          {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Accel = accelKVM }, "--accel kvm"},
+		"disk count": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			l.Disks = []diskQueue{{1, 512, ""}}
+		}, "disks cannot be removed"},
+		"disk ports": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			// 1 NIC + 2 disks on ports + 1 more disk > 3 root ports.
+			l.Disks = []diskQueue{{1, 512, "rp2"}, {1, 512, "rp1"}}
+			d := hypervisor.Disk{Path: "/x.img", Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"}
+			s.Disks = []hypervisor.Disk{d, d, d}
+		}, "PCIe root ports"},
+		"balloon": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.Balloon = true }, "balloon"},
+		"accel":   {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Accel = accelKVM }, "--accel kvm"},
 		"short memory file": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
 			l.MemoryBytes, src.MemoryBytes, s.MemoryBytes = 1<<30, 1<<30, 1<<30
 		}, "not a regular file of"},
