@@ -26,7 +26,7 @@ func TestCloudImageCloneIdentityAndDataDisk(t *testing.T) {
 	h := harness.NewHostNet(t, env, 67)
 	env.MustRun("vm", "run", "--name", "csrc", "--cpu", "2", "--memory", "1G", "--data-disk", "name=scratch,size=64M", url)
 	src := env.Inspect("csrc")
-	env.WaitConsole(src, "finished at", 8*time.Minute)
+	env.WaitConsole(src, "finished at", 15*time.Minute) // TCG on a loaded host
 
 	c := env.AttachConsole("csrc")
 	pos := login(t, c, "root", "cocoon", "#")
