@@ -74,6 +74,14 @@ func TestDataDiskSnapshotCloneRestart(t *testing.T) {
 		t.Fatalf("the clone's write reached the source's data disk:\n%s", out)
 	}
 
+	// Restore rolls the data disk back to the snapshot with the rest of the VM.
+	shell(t, env, "dd", "echo after > /mnt/scratch/after; sync", "")
+	env.MustRun("vm", "restore", "dd", "dds")
+	out = shell(t, env, "dd", remount+"; ls /mnt/scratch/after 2>&1", "hello-data")
+	if !strings.Contains(out, "No such file") {
+		t.Fatalf("a file written after the snapshot survived restore on the data disk:\n%s", out)
+	}
+
 	env.MustRun("vm", "rm", "--force", "ddc")
 	if _, err := os.Stat(filepath.Join(clone.RunDir, "data-scratch.raw")); !os.IsNotExist(err) {
 		t.Fatalf("rm left the clone's data disk: %v", err)
