@@ -91,7 +91,9 @@ func printCloneHints(w io.Writer, vm *engine.VM) {
 	fmt.Fprintln(w, "echo 3 > /proc/sys/vm/drop_caches")
 	if vm.Config.ImageKind == "cloudimg" {
 		fmt.Fprintln(w, "rm -f /etc/systemd/network/10-*.network")
-		fmt.Fprintln(w, "cloud-init clean --logs --seed --configs network && cloud-init init --local && cloud-init init")
+		// --configs appeared in cloud-init 23.1; older guests (Debian 12 has 22.4) refuse it.
+		fmt.Fprintln(w, "cloud-init clean --logs --seed --configs network 2>/dev/null || cloud-init clean --logs --seed")
+		fmt.Fprintln(w, "cloud-init init --local && cloud-init init")
 		fmt.Fprintln(w, "cloud-init modules --mode=config && systemctl restart systemd-networkd")
 		return
 	}

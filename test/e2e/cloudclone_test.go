@@ -47,7 +47,7 @@ func TestCloudImageCloneIdentityAndDataDisk(t *testing.T) {
 			hints = append(hints, l)
 		}
 	}
-	if len(hints) != 4 {
+	if len(hints) != 5 {
 		t.Fatalf("clone printed unexpected hints:\n%s", out)
 	}
 	clone := env.Inspect("cclone")
