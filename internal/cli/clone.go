@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
 	"github.com/cocoonstack/cocoon/internal/view"
@@ -26,7 +27,9 @@ func (a *app) vmClone() *cobra.Command {
 		Use:   "clone [flags] SNAPSHOT",
 		Short: "Clone a new running VM from a snapshot (fresh network identity)",
 		Long: "Clone a new VM that resumes from a snapshot. Memory is not copied: the clone maps the\n" +
-			"snapshot's memory copy-on-write. Resources may grow, never shrink; 0 or empty inherits.",
+			"snapshot's memory copy-on-write and pages come in lazily as the guest touches them (so\n" +
+			"--on-demand is always in effect on QEMU). Resources may grow, never shrink; 0 or empty\n" +
+			"inherits. More vCPUs, memory (in 128 MiB steps, guest sees it at once) and NICs are hot-added.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -59,17 +62,24 @@ func (a *app) vmClone() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "VM name (default cocoon-clone-<id>)")
 	f.IntVar(&o.CPU, "cpu", 0, "boot CPUs (0 = inherit; must be >= the snapshot's)")
-	f.StringVar(&memory, "memory", "", "memory size (empty = inherit; must be >= the snapshot's)")
+	f.StringVar(&memory, "memory", "", "memory size (empty = inherit; must be >= the snapshot's; growth is hot-added)")
 	f.StringVar(&storage, "storage", "", "COW disk size (empty = inherit; must be >= the snapshot's)")
-	f.IntVar(&o.NICs, "nics", 0, "number of NICs (0 = inherit)")
+	f.IntVar(&o.NICs, "nics", 0, "number of NICs (0 = inherit; more are hot-added)")
 	f.IntVar(&o.QueueSize, "queue-size", 0, "virtio-net ring depth (0 = inherit)")
 	f.IntVar(&o.DiskQueueSize, "disk-queue-size", 0, "virtio-blk ring depth (0 = inherit)")
 	f.StringVar(&o.Network, "network", "", "CNI conflist name (empty = inherit)")
 	f.StringVar(&o.Bridge, "bridge", "", "TAP-on-bridge mode (exclusive with --network)")
 	f.BoolVar(&o.NoDirectIO, "no-direct-io", false, "page cache instead of O_DIRECT (default: inherit)")
 	f.BoolVar(&o.Pull, "pull", false, "pull the base image by the snapshot's digest when missing")
+	onDemandFlag(f)
 	f.StringVarP(&output, "output", "o", "", "print the VM as json")
 	return cmd
+}
+
+// onDemandFlag accepts --on-demand (lazy memory loading on Cloud Hypervisor): a QEMU clone or
+// restore already maps the snapshot's memory file copy-on-write, loading pages on first touch.
+func onDemandFlag(f *pflag.FlagSet) {
+	f.Bool("on-demand", false, "load memory pages lazily (always the case on QEMU, which maps the snapshot's memory copy-on-write)")
 }
 
 // printCloneHints prints the guest-side commands that move the guest's network config to the
@@ -82,7 +92,9 @@ func printCloneHints(w io.Writer, vm *engine.VM) {
 	fmt.Fprintln(w, "echo 3 > /proc/sys/vm/drop_caches")
 	if vm.Config.ImageKind == "cloudimg" {
 		fmt.Fprintln(w, "rm -f /etc/systemd/network/10-*.network")
-		fmt.Fprintln(w, "cloud-init clean --logs --seed --configs network && cloud-init init --local && cloud-init init")
+		// --configs appeared in cloud-init 23.1; older guests (Debian 12 has 22.4) refuse it.
+		fmt.Fprintln(w, "cloud-init clean --logs --seed --configs network 2>/dev/null || cloud-init clean --logs --seed")
+		fmt.Fprintln(w, "cloud-init init --local && cloud-init init")
 		fmt.Fprintln(w, "cloud-init modules --mode=config && systemctl restart systemd-networkd")
 		return
 	}
@@ -142,7 +154,8 @@ func (a *app) vmRestore() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&o.CPU, "cpu", 0, "boot CPUs (0 = keep; must be >= the snapshot's)")
-	cmd.Flags().StringVar(&memory, "memory", "", "memory size (empty = keep; must be >= the snapshot's)")
+	cmd.Flags().StringVar(&memory, "memory", "", "memory size (empty = keep; must be >= the snapshot's; growth is hot-added)")
+	onDemandFlag(cmd.Flags())
 	cmd.Flags().StringVar(&storage, "storage", "", "COW disk size (empty = keep; must be >= the snapshot's)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "print the VM as json")
 	return cmd

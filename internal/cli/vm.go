@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/cocoonstack/cocoon/internal/disk"
 	"github.com/cocoonstack/cocoon/internal/engine"
 	"github.com/cocoonstack/cocoon/internal/view"
 )
@@ -24,6 +25,7 @@ func (a *app) vmCommand() *cobra.Command {
 type createFlags struct {
 	opts            engine.CreateOptions
 	memory, storage string
+	dataDisks       []string
 	fc              bool
 	output          string
 }
@@ -45,6 +47,8 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.opts.Hypervisor, "hypervisor", "", "auto, qemu, cloud-hypervisor or firecracker (default from config: auto)")
 	fs.BoolVar(&f.fc, "fc", false, "use the Firecracker backend (same as --hypervisor firecracker)")
 	fs.StringVar(&f.opts.Accel, "accel", "", "QEMU accelerator: auto, kvm or tcg (default from config: auto)")
+	fs.StringArrayVar(&f.dataDisks, "data-disk", nil, "extra disk size=SIZE[,name=NAME][,fstype=ext4|none][,mount=/path][,directio=on|off|auto]\n"+
+		"(repeatable; serial = name; cloud images mount ext4 disks at /mnt/<name> by default)")
 }
 
 // options parses sizes and folds --fc into the hypervisor choice.
@@ -56,6 +60,9 @@ func (f *createFlags) options(image string) (engine.CreateOptions, error) {
 		return o, err
 	}
 	if o.Storage, err = parseSize("--storage", f.storage); err != nil {
+		return o, err
+	}
+	if o.DataDisks, err = disk.ParseDataDisks(f.dataDisks); err != nil {
 		return o, err
 	}
 	if f.fc {

@@ -86,7 +86,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	switch {
 	case nics < m.NICs:
 		return nil, fmt.Errorf("--nics %d is below the snapshot's %d: resources can grow, not shrink", nics, m.NICs)
-	case nics > m.NICs:
+	case nics > m.NICs && !b.Capabilities().NICHotSwap:
 		return nil, fmt.Errorf("--nics %d: hypervisor %s cannot add NICs to a snapshot's %d", nics, b.Name(), m.NICs)
 	case o.QueueSize != 0 && o.QueueSize != m.QueueSize || o.DiskQueueSize != 0 && o.DiskQueueSize != m.DiskQueueSize:
 		return nil, fmt.Errorf("--queue-size/--disk-queue-size must match the snapshot's (%d/%d): the saved devices keep their rings", m.QueueSize, m.DiskQueueSize)
@@ -133,6 +133,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
+		{"new cloud-init identity", func(context.Context) error { return e.freshCidata(vm) }, nil},
 		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap) }, nil},
 	}
 	if err := e.withVMLock(ctx, id, func() error { return runSteps(ctx, "clone "+snap.Name, steps) }); err != nil {
@@ -232,7 +233,7 @@ func (e *Engine) planFromSnapshot(vm *VM, snap *snapshot.Snapshot, img *image.Im
 	for _, d := range m.Disks {
 		// Format and writability follow from the role, never from the manifest's say-so.
 		hd := hypervisor.Disk{Role: d.Role, Serial: d.Serial, Format: hypervisor.DiskFormat(snapshot.DiskFormat(d)),
-			ReadOnly: snapshot.DiskReadOnly(d), DirectIO: d.DirectIO && !vm.Config.NoDirectIO}
+			ReadOnly: snapshot.DiskReadOnly(d), DirectIO: d.DirectIO && !vm.Config.NoDirectIO, FSType: d.FSType, MountPoint: d.MountPoint}
 		if d.Role == "layer" {
 			p, ok := layers[d.Layer]
 			if !ok {

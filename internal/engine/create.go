@@ -36,6 +36,7 @@ type CreateOptions struct {
 	Windows       bool
 	Hypervisor    string // empty: config default
 	Accel         string // empty: config default
+	DataDisks     []disk.DataDisk
 }
 
 const (
@@ -73,6 +74,9 @@ func (o *CreateOptions) validate() error {
 		}
 	}
 	if err := cloudinit.ValidateUser(o.User); err != nil {
+		return err
+	}
+	if err := disk.CheckDataDisks(o.DataDisks); err != nil {
 		return err
 	}
 	return cloudinit.ValidatePassword(o.Password)
@@ -230,7 +234,7 @@ func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
 		if err := disk.CreateRawExt4(filepath.Join(vm.RunDir, "cow.raw"), vm.Config.Storage, "cocoon-cow"); err != nil {
 			return fmt.Errorf("create COW disk for %s: %w", vm.Name, err)
 		}
-		return nil
+		return makeDataDisks(vm, o.DataDisks)
 	}
 	return e.prepareCloud(vm, img, o)
 }
@@ -241,6 +245,7 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 	vm.Disks = nil
 	if img.Kind != image.KindOCI {
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "overlay.qcow2"), Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
+		planDataDisks(vm, o.DataDisks, direct)
 		if !o.Windows {
 			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cidata.img"), Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 		}
@@ -253,6 +258,7 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serials[i], Role: "layer"})
 	}
 	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cow.raw"), Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: direct, Role: "cow"})
+	planDataDisks(vm, o.DataDisks, direct)
 	top := make([]string, len(serials))
 	for i := range serials {
 		top[i] = serials[len(serials)-1-i]
@@ -270,7 +276,9 @@ func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
 	}
 	parts := []string{"console=" + console, "loglevel=3", "boot=cocoon-overlay",
 		"cocoon.layers=" + strings.Join(layersTopDown, ","), "cocoon.cow=cocoon-cow", "rw",
-		"net.ifnames=0", "cocoon.hostname=" + vm.Name}
+		"net.ifnames=0", "cocoon.hostname=" + vm.Name,
+		// Memory hot-added on clone or restore is usable at once, without a guest agent.
+		"memhp_default_state=online"}
 	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
 }
 
@@ -279,6 +287,9 @@ func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions) error {
 	overlay := filepath.Join(vm.RunDir, "overlay.qcow2")
 	if err := disk.CreateQcow2Overlay(overlay, img.BlobPath, max(vm.Config.Storage, img.VirtualSize)); err != nil {
 		return fmt.Errorf("create overlay disk for %s: %w", vm.Name, err)
+	}
+	if err := makeDataDisks(vm, o.DataDisks); err != nil {
+		return err
 	}
 	if !o.Windows {
 		if err := cloudinit.WriteImage(filepath.Join(vm.RunDir, "cidata.img"), cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
@@ -292,7 +303,7 @@ func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions) error {
 }
 
 func cloudSeed(vm *VM, user, password string, dns []string) cloudinit.Seed {
-	s := cloudinit.Seed{InstanceID: vm.ID, Hostname: vm.Name, User: user, Password: password, DNS: dns}
+	s := cloudinit.Seed{InstanceID: vm.ID, Hostname: vm.Name, User: user, Password: password, DNS: dns, Mounts: seedMounts(vm)}
 	for _, n := range vm.Networks {
 		s.NICs = append(s.NICs, cloudinit.NIC{MAC: n.MAC, IP: n.IP, Prefix: n.Prefix, Gateway: n.Gateway})
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
@@ -34,6 +35,9 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	}
 	if err := checkImage(&o.CreateOptions, img, b); err != nil {
 		return "", err
+	}
+	if len(o.DataDisks) > 0 {
+		slog.Warn("vm debug ignores --data-disk: the recipe prepares only the boot disks")
 	}
 	name := o.Name
 	if name == "" {

@@ -115,7 +115,8 @@ func (e *Engine) capture(ctx context.Context, vm *VM, sn hypervisor.Snapshotter,
 		}
 	}
 	for _, d := range e.attachedDisks(vm) {
-		sd := snapshot.Disk{Role: d.Role, Serial: d.Serial, Format: string(d.Format), ReadOnly: d.ReadOnly, DirectIO: d.DirectIO}
+		sd := snapshot.Disk{Role: d.Role, Serial: d.Serial, Format: string(d.Format), ReadOnly: d.ReadOnly, DirectIO: d.DirectIO,
+			FSType: d.FSType, MountPoint: d.MountPoint}
 		switch d.Role {
 		case "layer":
 			sd.Layer = layerID(d.Path)
@@ -248,7 +249,7 @@ func (e *Engine) ImportSnapshot(ctx context.Context, r io.Reader, o SaveOptions)
 			os.RemoveAll(staging) //nolint:errcheck
 		}
 	}()
-	entries, err := archive.Import(ctx, r, staging, archive.Limits{MaxFiles: 16, MaxTotalBytes: maxImportBytes, Allowed: snapshot.Allowed})
+	entries, err := archive.Import(ctx, r, staging, archive.Limits{MaxFiles: 24, MaxTotalBytes: maxImportBytes, Allowed: snapshot.Allowed})
 	if err != nil {
 		return nil, fmt.Errorf("import snapshot: %w", err)
 	}

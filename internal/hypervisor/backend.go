@@ -29,6 +29,10 @@ type Disk struct {
 	Serial   string // virtio-blk serial (≤ 20 bytes); empty for none
 	DirectIO bool   // bypass the host page cache (O_DIRECT)
 	Role     string // layer | cow | cidata | data: for logs and snapshot file classes
+	// Data disks only: the filesystem made at creation (ext4 | none) and where cloud-init
+	// mounts it in cloud images ("" = not mounted).
+	FSType     string `json:",omitempty"`
+	MountPoint string `json:",omitempty"`
 }
 
 // NIC is one virtio-net device backed by an already-configured TAP device.
@@ -80,7 +84,8 @@ type Capabilities struct {
 	ResizeOnClone bool
 	// MemoryGrowOnClone: a clone or restore may have more memory than its snapshot.
 	MemoryGrowOnClone bool
-	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's.
+	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's, and
+	// may have more NICs than the snapshot (hot-added; the backend bounds how many).
 	NICHotSwap bool
 	Limits     Limits
 }

@@ -37,19 +37,25 @@ const (
 var allowedFiles = map[string]bool{ManifestName: true, FileState: true, FileMemory: true, FileCOW: true,
 	FileOverlay: true, FileCidata: true, FileFirmware: true}
 
+// dataFileRE names data disk payloads: data-<name>.raw, name by the data disk name rule.
+var dataFileRE = regexp.MustCompile(`^data-[a-z][a-z0-9_-]{0,19}\.raw$`)
+
 // Allowed reports whether name may appear in a snapshot directory.
-func Allowed(name string) bool { return allowedFiles[name] }
+func Allowed(name string) bool { return allowedFiles[name] || dataFileRE.MatchString(name) }
 
 // Disk is one disk of the snapshotted VM, in attach order. Layers and cloud bases are referenced
 // by blob ID (content address), never by host path.
 type Disk struct {
-	Role     string `json:"role"` // layer | cow | cidata
+	Role     string `json:"role"` // layer | cow | cidata | data
 	Serial   string `json:"serial,omitempty"`
 	Format   string `json:"format"`
 	ReadOnly bool   `json:"read_only,omitempty"`
 	DirectIO bool   `json:"direct_io,omitempty"`
-	File     string `json:"file,omitempty"`  // payload file, for cow and cidata
+	File     string `json:"file,omitempty"`  // payload file, for cow, cidata and data
 	Layer    string `json:"layer,omitempty"` // layer digest, for layer disks
+	// Data disks: filesystem made at creation and cloud-init mount point.
+	FSType     string `json:"fstype,omitempty"`
+	MountPoint string `json:"mount_point,omitempty"`
 }
 
 // File is one payload file with its apparent size and content digest (archive.FileDigest),

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -19,6 +20,7 @@ const (
 	RoleLayer  = "layer"
 	RoleCOW    = "cow"
 	RoleCidata = "cidata"
+	RoleData   = "data"
 )
 
 // Image kinds a snapshot can be taken from (image.Kind values).
@@ -67,6 +69,9 @@ var (
 // DiskFormat is the format the disk d is opened with: raw for layers and for the payloads
 // named so, qcow2 only for the cloud overlay. It ignores d.Format.
 func DiskFormat(d Disk) string {
+	if isDataDisk(d) {
+		return "raw"
+	}
 	if p, ok := diskPayloads[d.File]; ok && d.Role != RoleLayer {
 		return p.format
 	}
@@ -76,6 +81,9 @@ func DiskFormat(d Disk) string {
 // DiskReadOnly reports whether d is attached read-only: layers (shared by every VM of an
 // image) and the cloud-init seed always are, whatever d.ReadOnly says.
 func DiskReadOnly(d Disk) bool {
+	if isDataDisk(d) {
+		return false
+	}
 	if p, ok := diskPayloads[d.File]; ok && d.Role != RoleLayer {
 		return p.readOnly
 	}
@@ -199,10 +207,18 @@ func (m *Manifest) validateDisks(files map[string]bool) error {
 			layers++
 			continue
 		}
+		if d.Role == RoleData {
+			if err := d.validateData(); err != nil {
+				return fmt.Errorf("disk %d: %w", i, err)
+			}
+		}
 		p, ok := diskPayloads[d.File]
+		if d.Role == RoleData {
+			p, ok = diskPayload{RoleData, "raw", false, m.ImageKind}, true
+		}
 		switch {
-		case d.Role != RoleCOW && d.Role != RoleCidata:
-			return fmt.Errorf("disk %d: role %q is not %s, %s or %s", i, d.Role, RoleLayer, RoleCOW, RoleCidata)
+		case d.Role != RoleCOW && d.Role != RoleCidata && d.Role != RoleData:
+			return fmt.Errorf("disk %d: role %q is not %s, %s, %s or %s", i, d.Role, RoleLayer, RoleCOW, RoleCidata, RoleData)
 		case !ok:
 			return fmt.Errorf("disk %d: file %q is not a disk payload name (%s, %s or %s)", i, d.File, FileCOW, FileOverlay, FileCidata)
 		case p.role != d.Role || p.kind != m.ImageKind:
@@ -219,8 +235,8 @@ func (m *Manifest) validateDisks(files map[string]bool) error {
 		}
 		used[d.File] = true
 	}
-	for name := range diskPayloads {
-		if files[name] && !used[name] {
+	for name := range files {
+		if (diskPayloads[name] != diskPayload{} || dataFileRE.MatchString(name)) && !used[name] {
 			return fmt.Errorf("file %s is declared but no disk uses it", name)
 		}
 	}
@@ -229,6 +245,23 @@ func (m *Manifest) validateDisks(files map[string]bool) error {
 		return fmt.Errorf("no writable (%s) disk", RoleCOW)
 	case m.ImageKind == kindOCI && layers == 0:
 		return fmt.Errorf("an OCI-image snapshot needs its layer disks")
+	}
+	return nil
+}
+
+// isDataDisk reports whether d is a data disk with a well-formed payload name.
+func isDataDisk(d Disk) bool { return d.Role == RoleData && dataFileRE.MatchString(d.File) }
+
+// validateData holds a data disk to its naming rule (payload data-<serial>.raw) and its
+// filesystem and mount point to what cloud-init may be given.
+func (d Disk) validateData() error {
+	switch {
+	case d.File != "data-"+d.Serial+".raw" || !dataFileRE.MatchString(d.File):
+		return fmt.Errorf("data disk %q must be a payload named data-<serial>.raw, got %q", d.Serial, d.File)
+	case d.FSType != "ext4" && d.FSType != "none":
+		return fmt.Errorf("data disk %q has fstype %q, not ext4 or none", d.Serial, d.FSType)
+	case d.MountPoint != "" && (d.FSType == "none" || !filepath.IsAbs(d.MountPoint) || !plainText(d.MountPoint, maxTextLen) || strings.Contains(d.MountPoint, " ")):
+		return fmt.Errorf("data disk %q has mount point %q: an absolute path without spaces, on an ext4 disk", d.Serial, d.MountPoint)
 	}
 	return nil
 }

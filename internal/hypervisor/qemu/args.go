@@ -68,7 +68,8 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 	if !l.RAM.Shared {
 		share = "off"
 	}
-	b.add("-m", strconv.FormatInt(l.MemoryBytes>>20, 10)+"M",
+	b.memoryArgs()
+	b.add(
 		// A shared file mapping: snapshots save device state with x-ignore-shared and keep
 		// the file; clones map a copy of it with share=off (copy-on-write).
 		"-object", fmt.Sprintf("memory-backend-file,id=ram,size=%d,mem-path=%s,share=%s,prealloc=off",
@@ -131,7 +132,7 @@ func (b *argBuilder) boot() {
 
 // rootPorts packs the ports eight to a slot (functions 0-7) from slot 2 on.
 func (b *argBuilder) rootPorts() {
-	for i := range len(b.layout.NICs) + spareRootPorts {
+	for i := range b.layout.rootPorts() {
 		slot, fn := 2+i/8, i%8
 		opt := fmt.Sprintf("pcie-root-port,id=%s,bus=pcie.0,chassis=%d,port=%#x,addr=%#x.%d,io-reserve=0",
 			rootPort(i), i+1, 0x10+i, slot, fn)
@@ -146,18 +147,24 @@ func rootPort(i int) string { return "rp" + strconv.Itoa(i) }
 
 func (b *argBuilder) disks() {
 	for i, d := range b.spec.Disks {
-		drive := fmt.Sprintf("file=%s,if=none,id=drive%d,format=%s", optEscape(d.Path), i, d.Format)
+		if i >= len(b.layout.Disks) {
+			break // hot-plugged once the snapshot's state is loaded (addDisks)
+		}
+		drive := fmt.Sprintf("file=%s,if=none,id=%s,format=%s", optEscape(d.Path), driveID(i), d.Format)
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		} else {
 			drive += ",discard=unmap" // guest TRIM punches holes in sparse disks
 		}
 		drive += ",cache.direct=" + map[bool]string{true: "on", false: "off"}[d.DirectIO] + ",aio=" + cmp.Or(b.aio, aioThreads)
-		dev := fmt.Sprintf("virtio-blk-pci,drive=drive%d,id=disk%d", i, i)
+		dev := fmt.Sprintf("virtio-blk-pci,drive=%s,id=%s", driveID(i), diskID(i))
+		q := b.layout.Disks[i]
+		if q.Bus != "" {
+			dev += ",bus=" + q.Bus
+		}
 		if d.Serial != "" {
 			dev += ",serial=" + optEscape(d.Serial)
 		}
-		q := b.layout.Disks[i]
 		dev += fmt.Sprintf(",num-queues=%d,queue-size=%d", q.Queues, q.QueueSize)
 		b.add("-drive", drive, "-device", dev)
 	}
@@ -176,6 +183,10 @@ func (b *argBuilder) nics() {
 				fds[j] = strconv.Itoa(3 + len(b.files))
 				b.files = append(b.files, f)
 			}
+		}
+		if i >= len(b.layout.NICs) { // added after the state is loaded, into a spare root port
+			b.swapFDs[i] = fds
+			continue
 		}
 		nl := b.layout.NICs[i]
 		if i < len(b.swap) && b.swap[i] {
@@ -198,6 +209,8 @@ func (b *argBuilder) nics() {
 	}
 }
 
+func driveID(i int) string     { return "drive" + strconv.Itoa(i) }
+func diskID(i int) string      { return "disk" + strconv.Itoa(i) }
 func netdevID(i int) string    { return "net" + strconv.Itoa(i) }
 func oldNetdevID(i int) string { return "net" + strconv.Itoa(i) + "old" }
 func nicID(i int) string       { return "nic" + strconv.Itoa(i) }

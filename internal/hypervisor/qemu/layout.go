@@ -17,16 +17,22 @@ import (
 // hot-added), so it is recorded in the run dir at every launch and change, and copied into
 // every state file, instead of being re-derived from the VM's current configuration.
 type layout struct {
-	Accel       string      `json:"accel"` // vCPU state of kvm and tcg differ
-	BootCPUs    int         `json:"boot_cpus"`
-	MaxCPUs     int         `json:"max_cpus"`
-	HotCPUs     []hotCPU    `json:"hot_cpus,omitempty"` // in plug order
-	MemoryBytes int64       `json:"memory_bytes"`
-	RAM         ramLayout   `json:"ram"`
-	UEFI        bool        `json:"uefi"`
-	Balloon     bool        `json:"balloon"`
-	Disks       []diskQueue `json:"disks"`
-	NICs        []nicLayout `json:"nics"`
+	Accel       string    `json:"accel"` // vCPU state of kvm and tcg differ
+	BootCPUs    int       `json:"boot_cpus"`
+	MaxCPUs     int       `json:"max_cpus"`
+	HotCPUs     []hotCPU  `json:"hot_cpus,omitempty"`      // in plug order
+	MemoryBytes int64     `json:"memory_bytes"`            // boot RAM, without DIMMs
+	MemSlots    int       `json:"mem_slots,omitempty"`     // pc-dimm slots; 0: no memory hot-add
+	MaxMemBytes int64     `json:"max_mem_bytes,omitempty"` // guest address space for hot-add
+	DIMMs       []dimm    `json:"dimms,omitempty"`         // hot-added memory, in plug order
+	RAM         ramLayout `json:"ram"`
+	// RootPorts is the number of PCIe root ports (NICs plus spares); 0 in layouts recorded
+	// before it was, which had len(NICs)+spareRootPorts.
+	RootPorts int         `json:"root_ports,omitempty"`
+	UEFI      bool        `json:"uefi"`
+	Balloon   bool        `json:"balloon"`
+	Disks     []diskQueue `json:"disks"`
+	NICs      []nicLayout `json:"nics"`
 }
 
 // ramLayout is the file behind guest RAM. Shared (share=on) means the file is the RAM, so a
@@ -46,8 +52,9 @@ type hotCPU struct {
 }
 
 type diskQueue struct {
-	Queues    int `json:"queues"`
-	QueueSize int `json:"queue_size"`
+	Queues    int    `json:"queues"`
+	QueueSize int    `json:"queue_size"`
+	Bus       string `json:"bus,omitempty"` // root port of a hot-plugged disk; "" = on pcie.0
 }
 
 type nicLayout struct {
@@ -57,6 +64,14 @@ type nicLayout struct {
 	MTU       int    `json:"mtu,omitempty"`
 }
 
+// rootPorts is how many PCIe root ports the machine has.
+func (l layout) rootPorts() int {
+	if l.RootPorts == 0 {
+		return len(l.NICs) + spareRootPorts
+	}
+	return l.RootPorts
+}
+
 // cpus is how many vCPUs the guest has.
 func (l layout) cpus() int { return l.BootCPUs + len(l.HotCPUs) }
 
@@ -64,8 +79,10 @@ func (l layout) cpus() int { return l.BootCPUs + len(l.HotCPUs) }
 func coldLayout(spec hypervisor.VMSpec, accel string) layout {
 	l := layout{
 		Accel: accel, BootCPUs: spec.CPUs, MaxCPUs: maxCPUs(spec), MemoryBytes: spec.MemoryBytes,
-		RAM:  ramLayout{File: ramPath(spec), Shared: true},
-		UEFI: spec.Boot.Firmware != "", Balloon: spec.Balloon,
+		MemSlots: memSlots, MaxMemBytes: maxMemFor(spec.MemoryBytes),
+		RootPorts: len(spec.NICs) + spareRootPorts,
+		RAM:       ramLayout{File: ramPath(spec), Shared: true},
+		UEFI:      spec.Boot.Firmware != "", Balloon: spec.Balloon,
 	}
 	queueSize := spec.DiskQueueSize
 	if queueSize == 0 {

@@ -71,10 +71,10 @@ func (b *Backend) Name() string { return Name }
 
 // Capabilities implements hypervisor.Backend.
 func (b *Backend) Capabilities() hypervisor.Capabilities {
-	// No memory growth on clone: the RAM size is part of the saved machine, and memory hot-plug
-	// (pc-dimm/virtio-mem) would need slots reserved at cold boot.
+	// Memory grows by pc-dimm hot-add into slots reserved at cold boot (memory.go); NICs are
+	// swapped and added on the spare root ports.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: false, NICHotSwap: true, Limits: limits}
+		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.

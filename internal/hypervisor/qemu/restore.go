@@ -40,12 +40,13 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	}
 
 	l := saved
+	l.RootPorts = saved.rootPorts() // fixed for the machine's life: NICs may be added into spares
 	l.RAM = ramLayout{File: ramPath(spec), Shared: true}
 	if src.MemoryFile != "" {
 		l.RAM = ramLayout{File: src.MemoryFile, Shared: false}
 	}
 	swap := make([]bool, len(spec.NICs))
-	for i, n := range spec.NICs {
+	for i, n := range spec.NICs[:len(saved.NICs)] {
 		swap[i] = nicLayoutOf(n) != saved.NICs[i]
 	}
 	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
@@ -67,23 +68,24 @@ func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved 
 		return err
 	}
 	switch {
-	case spec.MemoryBytes != saved.MemoryBytes:
-		return fmt.Errorf("memory %d MiB differs from the snapshot's %d MiB: QEMU cannot resize memory on clone or restore, use the snapshot's size",
-			spec.MemoryBytes>>20, saved.MemoryBytes>>20)
 	case spec.CPUs < saved.cpus():
 		return fmt.Errorf("%d vCPUs is below the snapshot's %d: vCPUs cannot be removed", spec.CPUs, saved.cpus())
 	case spec.CPUs > saved.MaxCPUs:
 		return fmt.Errorf("%d vCPUs is above %d, the most the snapshotted VM was booted to take", spec.CPUs, saved.MaxCPUs)
-	case len(spec.NICs) != len(saved.NICs):
-		return fmt.Errorf("%d NICs, the snapshot has %d: the NIC count must stay the same", len(spec.NICs), len(saved.NICs))
-	case len(spec.Disks) != len(saved.Disks):
-		return fmt.Errorf("%d disks, the snapshot has %d: pass the same disks in the same order", len(spec.Disks), len(saved.Disks))
+	case len(spec.NICs) < len(saved.NICs):
+		return fmt.Errorf("%d NICs, the snapshot has %d: NICs cannot be removed", len(spec.NICs), len(saved.NICs))
 	case spec.Balloon != saved.Balloon:
 		return fmt.Errorf("balloon %v, the snapshot's VM had balloon %v", spec.Balloon, saved.Balloon)
 	case (spec.Boot.Firmware != "") != saved.UEFI:
 		return fmt.Errorf("UEFI boot %v, the snapshot's VM had UEFI boot %v", spec.Boot.Firmware != "", saved.UEFI)
 	case accel != saved.Accel:
 		return fmt.Errorf("the snapshot was taken under %s and cannot resume under %s: use --accel %s", saved.Accel, accel, saved.Accel)
+	}
+	if err := checkMemoryGrowth(spec.MemoryBytes, saved); err != nil {
+		return err
+	}
+	if err := checkAddedDevices(spec, saved); err != nil {
+		return err
 	}
 	if src.MemoryFile == "" {
 		return nil
@@ -109,9 +111,9 @@ func checkAgreement(src hypervisor.SnapshotSource, saved layout) error {
 		return fmt.Errorf("the state leaves guest RAM to a separate memory file, and none was given")
 	case !saved.RAM.Shared && src.MemoryFile != "":
 		return fmt.Errorf("the state carries guest RAM itself, yet a memory file (%s) was given", src.MemoryFile)
-	case src.MemoryBytes != saved.MemoryBytes || src.CPUs != saved.cpus() || !slices.Equal(src.MACs, saved.macs()):
+	case src.MemoryBytes != saved.totalMemory() || src.CPUs != saved.cpus() || !slices.Equal(src.MACs, saved.macs()):
 		return fmt.Errorf("snapshot record (%d vCPUs, %d bytes, MACs %v) and state file (%d vCPUs, %d bytes, MACs %v) disagree: the snapshot is damaged",
-			src.CPUs, src.MemoryBytes, src.MACs, saved.cpus(), saved.MemoryBytes, saved.macs())
+			src.CPUs, src.MemoryBytes, src.MACs, saved.cpus(), saved.totalMemory(), saved.macs())
 	}
 	return nil
 }
@@ -165,6 +167,14 @@ func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 	if err := c.execute("cont", nil, nil); err != nil {
 		return err
 	}
+	if err := r.addDisks(c); err != nil {
+		return err
+	}
+	// Added NICs first: the guest names them while the snapshot's NICs still hold eth0…, so
+	// they keep the names after those (NIC i is usually eth<i>).
+	if err := r.addNICs(c); err != nil {
+		return err
+	}
 	// The guest acknowledges unplugs while running; hot-add vCPUs meanwhile.
 	for i := range r.swap {
 		if r.swap[i] {
@@ -174,6 +184,9 @@ func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 		}
 	}
 	if err := r.addCPUs(c); err != nil {
+		return err
+	}
+	if err := r.addMemory(c); err != nil {
 		return err
 	}
 	if err := r.swapNICs(c); err != nil {
@@ -239,6 +252,22 @@ func (r *restorer) swapNICs(c *qmpClient) error {
 			return fmt.Errorf("NIC %d: %w", i, err)
 		}
 		r.layout.NICs[i] = nl
+	}
+	return nil
+}
+
+// addNICs plugs the NICs beyond the snapshot's into spare root ports.
+func (r *restorer) addNICs(c *qmpClient) error {
+	for i := len(r.layout.NICs); i < len(r.spec.NICs); i++ {
+		netdev := map[string]any{"type": "tap", "id": netdevID(i), "fds": strings.Join(r.swapFDs[i], ":"), "vhost": false}
+		if err := c.execute("netdev_add", netdev, nil); err != nil {
+			return fmt.Errorf("add NIC %d: %w", i, err)
+		}
+		nl := nicLayoutOf(r.spec.NICs[i])
+		if err := c.execute("device_add", propMap("virtio-net-pci", nicProps(i, netdevID(i), nl)), nil); err != nil {
+			return fmt.Errorf("add NIC %d: %w", i, err)
+		}
+		r.layout.NICs = append(r.layout.NICs, nl)
 	}
 	return nil
 }

@@ -104,16 +104,40 @@ func TestCheckSnapshotRefusesWhatCannotLoad(t *testing.T) {
 		"record disagrees": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
 			src.MACs[0] = "02:00:00:00:00:ff"
 		}, "damaged"},
-		"more memory": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.MemoryBytes *= 2 }, "cannot resize memory"},
+		"more memory, no slots": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.MemoryBytes *= 2 }, "without memory hot-plug slots"},
+		"less memory":           {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.MemoryBytes /= 2 }, "cannot be removed"},
+		"odd growth": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			l.MemSlots, l.MaxMemBytes, s.MemoryBytes = 2, 4<<30, s.MemoryBytes+64<<20
+		}, "steps of 128 MiB"},
+		"over maxmem": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			l.MemSlots, l.MaxMemBytes, s.MemoryBytes = 2, 1<<30, 2<<30
+		}, "the most the snapshotted VM"},
+		"slots used": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			l.MemSlots, l.MaxMemBytes, l.DIMMs = 1, 4<<30, []dimm{{ID: "dimm0", Size: 128 << 20}}
+			src.MemoryBytes, s.MemoryBytes = l.totalMemory(), 2<<30
+		}, "used all slots"},
+		"more NICs than ports": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			for range spareRootPorts + 1 {
+				s.NICs = append(s.NICs, s.NICs[0])
+			}
+		}, "PCIe root ports"},
 		"fewer vCPUs": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
 			l.BootCPUs, src.CPUs = 2, 2
 			s.CPUs = 1
 		}, "cannot be removed"},
 		"over max vCPUs": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.CPUs = 3 }, "the most the snapshotted VM"},
-		"NIC count":      {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.NICs = nil }, "NIC count"},
-		"disk count":     {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Disks = []diskQueue{{1, 512}} }, "same disks"},
-		"balloon":        {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.Balloon = true }, "balloon"},
-		"accel":          {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Accel = accelKVM }, "--accel kvm"},
+		"NIC count":      {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.NICs = nil }, "NICs cannot be removed"},
+		"disk count": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			l.Disks = []diskQueue{{1, 512, ""}}
+		}, "disks cannot be removed"},
+		"disk ports": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+			// 1 NIC + 2 disks on ports + 1 more disk > 3 root ports.
+			l.Disks = []diskQueue{{1, 512, "rp2"}, {1, 512, "rp1"}}
+			d := hypervisor.Disk{Path: "/x.img", Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"}
+			s.Disks = []hypervisor.Disk{d, d, d}
+		}, "PCIe root ports"},
+		"balloon": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.Balloon = true }, "balloon"},
+		"accel":   {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Accel = accelKVM }, "--accel kvm"},
 		"short memory file": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
 			l.MemoryBytes, src.MemoryBytes, s.MemoryBytes = 1<<30, 1<<30, 1<<30
 		}, "not a regular file of"},
@@ -128,7 +152,9 @@ func TestCheckSnapshotRefusesWhatCannotLoad(t *testing.T) {
 		}
 	}
 	s, src, l := good()
-	s.CPUs = 2 // growing within maxcpus is fine
+	// Growing within maxcpus, the memory slots and the spare root ports is fine.
+	s.CPUs, l.MemSlots, l.MaxMemBytes, s.MemoryBytes = 2, 2, 4<<30, s.MemoryBytes+256<<20
+	s.NICs = append(s.NICs, s.NICs[0])
 	if err := checkSnapshot(s, src, l, accelTCG); err != nil {
 		t.Errorf("valid clone refused: %v", err)
 	}

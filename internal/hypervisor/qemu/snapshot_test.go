@@ -203,14 +203,16 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	waitCounterAbove(t, sh, counter(t, sh)) // the original runs on after Resume
 	memSum := fileSum(t, mem)
 
-	// Clone: new TAP with 2 queues and a new MAC, one more vCPU.
+	// Clone: new TAP with 2 queues and a new MAC, one more vCPU, one more disk (hot-plugged).
 	spec1 := cloneSpec(t, g, spec, 2, disks)
+	spec1.Disks = append(spec1.Disks, hypervisor.Disk{Path: sparseFile(t, 1<<20), Format: hypervisor.FormatRaw, ReadOnly: true, Serial: "hotdisk", Role: "cidata"})
 	src := hypervisor.SnapshotSource{StateFile: state, MemoryFile: mem, CPUs: 1, MaxCPUs: 2,
 		MemoryBytes: spec.MemoryBytes, MACs: []string{spec.NICs[0].MAC}}
 	p1 := startFromSnapshot(t, b, spec1, src)
 	ref1 := refOf(spec1, p1)
 	sh1 := shellOf(spec1)
 	checkGuest(t, sh1, marker, spec1.NICs[0].MAC, "0-1", beforeSnap)
+	checkSerials(t, sh1, "hotdisk")
 	argv, _ := os.ReadFile("/proc/" + strconv.Itoa(p1.PID) + "/cmdline")
 	if want := "mem-path=" + mem + ",share=off"; !strings.Contains(string(argv), want) {
 		t.Errorf("clone's argv lacks %q: %q", want, argv)
@@ -241,6 +243,7 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 		MemoryBytes: spec1.MemoryBytes, MACs: []string{spec1.NICs[0].MAC}}
 	p2 := startFromSnapshot(t, b, spec2, src2)
 	checkGuest(t, shellOf(spec2), marker, spec2.NICs[0].MAC, "0-1", beforeSnap2)
+	checkSerials(t, shellOf(spec2), "hotdisk") // relaunched on the root port recorded in the layout
 	ref2 := refOf(spec2, p2)
 	if err := b.Pause(ctx, ref2); err != nil {
 		t.Fatal(err)
@@ -264,6 +267,22 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 		t.Errorf("stopping a clone removed the snapshot memory file: %v", err)
 	}
 	waitCounterAbove(t, sh, counter(t, sh)) // the original still runs
+}
+
+// checkSerials waits until the guest lists a disk with serial want (hot-plug is asynchronous).
+func checkSerials(t *testing.T, sh hvtest.Shell, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := sh.Run(t, "cat /sys/block/vd*/serial 2>/dev/null || cat /sys/block/vd*/device/serial")
+		if strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest disks have serials %q, none is %q", out, want)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // tunFDs counts a process's open /dev/net/tun descriptors: its TAP queues.

@@ -30,7 +30,37 @@ var hotCPUDrivers = map[string]string{accelKVM: "host-x86_64-cpu", accelTCG: "ma
 var topologyProps = map[string]bool{"node-id": true, "drawer-id": true, "book-id": true, "socket-id": true,
 	"die-id": true, "cluster-id": true, "module-id": true, "core-id": true, "thread-id": true}
 
-var hotCPUIDRE = regexp.MustCompile(`^cpu[0-9]{1,4}$`)
+var (
+	hotCPUIDRE = regexp.MustCompile(`^cpu[0-9]{1,4}$`)
+	dimmIDRE   = regexp.MustCompile(`^dimm[0-9]{1,2}$`)
+	rootPortRE = regexp.MustCompile(`^rp[0-9]{1,3}$`)
+)
+
+// validateMemory checks the hot-add reservation and the DIMMs plugged into it.
+func (l layout) validateMemory() error {
+	switch {
+	case l.MemSlots < 0 || l.MemSlots > memSlots || len(l.DIMMs) > l.MemSlots:
+		return fmt.Errorf("%d DIMMs in %d memory slots, at most %d slots", len(l.DIMMs), l.MemSlots, memSlots)
+	case l.MaxMemBytes < 0 || l.MaxMemBytes > maxStateMemory:
+		return fmt.Errorf("max memory %d bytes is out of range", l.MaxMemBytes)
+	}
+	ids := map[string]bool{}
+	for i, d := range l.DIMMs {
+		switch {
+		case !dimmIDRE.MatchString(d.ID) || ids[d.ID]:
+			return fmt.Errorf("DIMM %d: id %q is not a unique dimm<number>", i, d.ID)
+		case d.Size <= 0 || d.Size%(1<<20) != 0 || d.Size > l.MaxMemBytes:
+			return fmt.Errorf("DIMM %d: size %d bytes is out of range", i, d.Size)
+		case d.Slot < 0 || d.Slot >= l.MemSlots:
+			return fmt.Errorf("DIMM %d: slot %d is out of range 0-%d", i, d.Slot, l.MemSlots-1)
+		}
+		ids[d.ID] = true
+	}
+	if l.MaxMemBytes != 0 && l.totalMemory() > l.MaxMemBytes {
+		return fmt.Errorf("memory %d bytes is above the reserved %d", l.totalMemory(), l.MaxMemBytes)
+	}
+	return nil
+}
 
 // validate checks a layout read from a state file header.
 func (l layout) validate() error {
@@ -43,6 +73,11 @@ func (l layout) validate() error {
 		return fmt.Errorf("memory %d bytes is not a whole number of MiB from 64 MiB to 16 TiB", l.MemoryBytes)
 	case len(l.Disks) > maxStateDisks || len(l.NICs) > maxStateNICs:
 		return fmt.Errorf("%d disks and %d NICs, at most %d and %d", len(l.Disks), len(l.NICs), maxStateDisks, maxStateNICs)
+	case l.RootPorts != 0 && (l.RootPorts < len(l.NICs) || l.RootPorts > maxStateNICs+spareRootPorts):
+		return fmt.Errorf("%d root ports for %d NICs is out of range", l.RootPorts, len(l.NICs))
+	}
+	if err := l.validateMemory(); err != nil {
+		return err
 	}
 	ids := map[string]bool{}
 	for i, c := range l.HotCPUs {
@@ -57,6 +92,9 @@ func (l layout) validate() error {
 	for i, d := range l.Disks {
 		if d.Queues < 1 || d.Queues > maxVCPUs || !validQueueSize(d.QueueSize, 4) {
 			return fmt.Errorf("disk %d: %d queues of %d entries is out of range", i, d.Queues, d.QueueSize)
+		}
+		if d.Bus != "" && !rootPortRE.MatchString(d.Bus) {
+			return fmt.Errorf("disk %d: bus %q is not a root port (rp<number>)", i, d.Bus)
 		}
 	}
 	for i, n := range l.NICs {
