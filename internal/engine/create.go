@@ -278,7 +278,9 @@ func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
 		"cocoon.layers=" + strings.Join(layersTopDown, ","), "cocoon.cow=cocoon-cow", "rw",
 		"net.ifnames=0", "cocoon.hostname=" + vm.Name,
 		// Memory hot-added on clone or restore is usable at once, without a guest agent.
-		"memhp_default_state=online"}
+		"memhp_default_state=online",
+		// Under loaded TCG the IO-APIC timer check can miss its window and panic the boot.
+		"no_timer_check"}
 	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
 }
 

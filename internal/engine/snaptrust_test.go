@@ -85,8 +85,8 @@ func TestImportRefusesCraftedSnapshots(t *testing.T) {
 			m.Disks[0].ReadOnly = false
 		}, "layer disks are raw and read-only"},
 		{"unknown role", false, func(_ *testing.T, _ string, m *snapshot.Manifest) {
-			m.Disks[1].Role = "data"
-		}, `role "data" is not`},
+			m.Disks[1].Role = "swap"
+		}, `role "swap" is not`},
 		{"flipped byte in a payload", false, func(t *testing.T, dir string, _ *snapshot.Manifest) {
 			flip(t, filepath.Join(dir, snapshot.FileCOW), 4096)
 		}, "cow.raw does not match its manifest digest"},

@@ -24,7 +24,7 @@ func TestValidateRefusesHostileManifests(t *testing.T) {
 		"overlay in OCI":       {func(m *snapshot.Manifest) { m.Disks[1].File, m.Disks[1].Format = snapshot.FileOverlay, "qcow2" }, "cannot be a cow disk of an oci snapshot"},
 		"raw declared qcow2":   {func(m *snapshot.Manifest) { m.Disks[1].Format = "qcow2" }, "is a raw disk"},
 		"unknown format":       {func(m *snapshot.Manifest) { m.Disks[1].Format = "vmdk" }, "is a raw disk"},
-		"unknown role":         {func(m *snapshot.Manifest) { m.Disks[1].Role = "data" }, `role "data"`},
+		"unknown role":         {func(m *snapshot.Manifest) { m.Disks[1].Role = "swap" }, `role "swap"`},
 		"writable layer":       {func(m *snapshot.Manifest) { m.Disks[0].ReadOnly = false }, "read-only"},
 		"layer with a file":    {func(m *snapshot.Manifest) { m.Disks[0].File = snapshot.FileCOW }, "no file"},
 		"layer by path":        {func(m *snapshot.Manifest) { m.Disks[0].Layer = "../../blobs/x" }, "64 hex digits"},

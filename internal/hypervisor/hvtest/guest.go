@@ -48,7 +48,7 @@ type Guest struct {
 // Cmdline is the kernel command line for a guest expecting the given device counts; /init
 // waits for them to be probed before it reports.
 func Cmdline(disks, nics int) string {
-	return fmt.Sprintf("console=ttyS0 loglevel=4 hvtest.disks=%d hvtest.nics=%d", disks, nics)
+	return fmt.Sprintf("console=ttyS0 loglevel=4 no_timer_check hvtest.disks=%d hvtest.nics=%d", disks, nics)
 }
 
 // Build returns the cached guest, building it on first use. Tests skip when the host lacks
