@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/view"
 )
 
@@ -45,6 +46,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.opts.Hypervisor, "hypervisor", "", "auto, qemu, cloud-hypervisor or firecracker (default from config: auto)")
 	fs.BoolVar(&f.fc, "fc", false, "use the Firecracker backend (same as --hypervisor firecracker)")
 	fs.StringVar(&f.opts.Accel, "accel", "", "QEMU accelerator: auto, kvm or tcg (default from config: auto)")
+	fs.StringVar(&f.opts.Platform, "platform", "", "guest platform, linux/amd64 or linux/arm64 (default: the image's); another than the host's runs under TCG")
 }
 
 // options parses sizes and folds --fc into the hypervisor choice.
@@ -69,6 +71,11 @@ func (f *createFlags) options(image string) (engine.CreateOptions, error) {
 	}
 	if o.Accel != "" && o.Accel != "auto" && o.Accel != "kvm" && o.Accel != "tcg" {
 		return o, fmt.Errorf("invalid --accel %q: use auto, kvm or tcg", o.Accel)
+	}
+	if o.Platform != "" {
+		if o.Platform, err = platform.Parse(o.Platform); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }
