@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +72,46 @@ func TestArm64GuestFromMultiPlatformIndex(t *testing.T) {
 		t.Fatalf("clone lost the platform:\n%s", out)
 	}
 	shell(t, env, "a2", "echo CLONE-ARCH=$(uname -m)", "CLONE-ARCH=aarch64")
+}
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// TestDebugCommandLinePerPlatform pins the QEMU command line `vm debug` prints for an amd64
+// and an arm64 guest (host-specific paths, layer digests and the probed aio mode normalised;
+// after a deliberate change of the argv, rewrite them with -update).
+func TestDebugCommandLinePerPlatform(t *testing.T) {
+	harness.Require(t, "qemu-system-aarch64", "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	amd, arm := harness.RequireImage(t, "tiny"), harness.RequireImage(t, "tiny-arm64")
+	env := harness.NewEnv(t)
+	reg := harness.NewRegistry(t)
+	amdRef := reg.PushIndex("cocoon/tiny:a", amd, arm)
+	armRef := reg.PushIndex("cocoon/tiny:b", amd, arm)
+	env.MustRun("image", "pull", amdRef) // the host's platform by default
+	env.MustRun("image", "pull", "--platform", "linux/arm64", armRef)
+	dir := t.TempDir()
+	aio, digest := regexp.MustCompile(`aio=(io_uring|threads)`), regexp.MustCompile(`[0-9a-f]{64}`)
+	for plat, ref := range map[string]string{"amd64": amdRef, "arm64": armRef} {
+		script := env.MustRun("vm", "debug", "--accel", "tcg", "--nics", "0", "--cpu", "1", "--memory", "512M", "--name", "dbg",
+			"--platform", "linux/"+plat, "--cow", filepath.Join(dir, "cow-"+plat+".raw"), ref)
+		// The QEMU command is the last command of the recipe, continued over lines with \.
+		qemu := script[max(strings.LastIndex(script, "\nqemu-system-")+1, 0):]
+		if !strings.HasPrefix(qemu, "qemu-system-") {
+			t.Fatalf("%s: no QEMU command line in:\n%s", plat, script)
+		}
+		qemu = strings.NewReplacer(env.Root, "$ROOT", dir, "$DIR", env.MemDir, "$MEM", env.RunDir, "$RUN").Replace(qemu)
+		qemu = digest.ReplaceAllString(aio.ReplaceAllString(strings.TrimSpace(qemu), "aio=$$AIO"), "$$DIGEST") + "\n"
+		golden := filepath.Join("testdata", "debug-"+plat+".golden")
+		if *updateGolden {
+			if err := os.WriteFile(golden, []byte(qemu), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create it)", err)
+		}
+		if qemu != string(want) {
+			t.Errorf("%s debug command line differs from %s:\n got %s\nwant %s", plat, golden, qemu, want)
+		}
+	}
 }
