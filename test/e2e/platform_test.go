@@ -3,6 +3,7 @@ package e2e
 import (
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -113,5 +114,25 @@ func TestDebugCommandLinePerPlatform(t *testing.T) {
 		if qemu != string(want) {
 			t.Errorf("%s debug command line differs from %s:\n got %s\nwant %s", plat, golden, qemu, want)
 		}
+	}
+}
+
+// TestImportArm64Layout imports the arm64 tiny image as an OCI layout tar on this host: the
+// image keeps its own platform, and VMs made from it are arm64 machines.
+func TestImportArm64Layout(t *testing.T) {
+	harness.Require(t, "qemu-system-aarch64", "mkfs.erofs", "mkfs.ext4", "tar")
+	arm := harness.RequireImage(t, "tiny-arm64")
+	env := harness.NewEnv(t)
+	tarFile := filepath.Join(t.TempDir(), "tiny-arm64.tar")
+	if out, err := exec.Command("tar", "-C", arm, "-cf", tarFile, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	env.MustRun("image", "import", "tiny-arm64", tarFile)
+	if out := env.MustRun("image", "inspect", "tiny-arm64"); !strings.Contains(out, `"platform": "linux/arm64"`) {
+		t.Fatalf("imported image lost its platform:\n%s", out)
+	}
+	script := env.MustRun("vm", "debug", "--nics", "0", "--name", "imp", "--cow", filepath.Join(t.TempDir(), "cow.raw"), "tiny-arm64")
+	if !strings.Contains(script, "qemu-system-aarch64") || !strings.Contains(script, "console=ttyAMA0") {
+		t.Fatalf("debug of the imported arm64 image is not an arm64 machine:\n%s", script)
 	}
 }

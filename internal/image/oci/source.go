@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -230,6 +231,14 @@ func tarSource(ctx context.Context, tarPath, sum, work string, maxBytes int64) (
 		return Source{}, fmt.Errorf("read image tar layers: %w", err)
 	}
 	src := Source{Digest: digest.String()}
+	// The image's own platform is recorded, so an arm64 image imported on an x86 host runs as arm64.
+	if cfg, err := img.ConfigFile(); err == nil && cfg.Architecture != "" {
+		p := cfg.OS + "/" + cfg.Architecture
+		if !slices.Contains(platform.All, p) {
+			return Source{}, fmt.Errorf("the image is %s: cocoon runs %s guests", p, strings.Join(platform.All, " and "))
+		}
+		src.Platform = p
+	}
 	for _, l := range layers {
 		src.Layers = append(src.Layers, l)
 	}
@@ -256,7 +265,8 @@ func tarNames(p string) (map[string]bool, error) {
 	}
 }
 
-// layoutImage unpacks an OCI layout tar and picks its linux/GOARCH (or only) image.
+// layoutImage unpacks an OCI layout tar and picks its linux/GOARCH image, or else its only
+// image of another supported platform.
 func layoutImage(ctx context.Context, tarPath, dir string, maxBytes int64) (v1.Image, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
@@ -273,17 +283,27 @@ func layoutImage(ctx context.Context, tarPath, dir string, maxBytes int64) (v1.I
 	if err != nil {
 		return nil, err
 	}
-	return pickImage(idx)
+	img, err := pickImage(idx, runtime.GOARCH)
+	if err != nil && strings.Contains(err.Error(), "has no linux/") {
+		for _, p := range platform.All {
+			if platform.Arch(p) != runtime.GOARCH {
+				if other, oerr := pickImage(idx, platform.Arch(p)); oerr == nil {
+					return other, nil
+				}
+			}
+		}
+	}
+	return img, err
 }
 
-func pickImage(idx v1.ImageIndex) (v1.Image, error) {
+func pickImage(idx v1.ImageIndex, arch string) (v1.Image, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, err
 	}
 	var found []v1.Image
 	for _, d := range im.Manifests {
-		if d.Platform != nil && (d.Platform.OS != "linux" || d.Platform.Architecture != runtime.GOARCH) {
+		if d.Platform != nil && (d.Platform.OS != "linux" || d.Platform.Architecture != arch) {
 			continue
 		}
 		switch {
@@ -298,7 +318,7 @@ func pickImage(idx v1.ImageIndex) (v1.Image, error) {
 			if err != nil {
 				return nil, err
 			}
-			img, err := pickImage(child)
+			img, err := pickImage(child, arch)
 			if err != nil {
 				return nil, err
 			}
@@ -307,7 +327,7 @@ func pickImage(idx v1.ImageIndex) (v1.Image, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("the OCI layout has no linux/%s image", runtime.GOARCH)
+		return nil, fmt.Errorf("the OCI layout has no linux/%s image", arch)
 	case 1:
 		return found[0], nil
 	}
