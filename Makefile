@@ -7,7 +7,7 @@ PKG       := github.com/cocoonstack/cocoon/internal/version
 LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).BuiltAt=$(BUILT_AT)
 TEST_TIMEOUT ?= 80m
 
-.PHONY: help all deps build install images test unit bench demo lint fmt clean
+.PHONY: help all deps build cross install images test unit bench demo lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -20,13 +20,17 @@ deps: ## Install missing Debian packages and Go modules (root)
 build: ## Build the static binary bin/cocoon
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cocoon ./cmd/cocoon
 
+cross: ## Check that cocoon (and its tests) build for linux/arm64
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -o /dev/null ./cmd/cocoon
+	GOOS=linux GOARCH=arm64 $(GO) vet ./...
+
 install: build ## Install bin/cocoon into /usr/local/bin
 	install -m 0755 bin/cocoon /usr/local/bin/cocoon
 
-images: ## Build the guest test images (cached in os-image/.cache)
+images: ## Build the guest test images, x86 and arm64 tiny included (cached in os-image/.cache)
 	bash os-image/build.sh all
 
-test: deps images build ## Install what is missing, build images, run the whole suite (root; e2e included)
+test: deps images build cross ## Install what is missing, build images, run the whole suite (root; e2e included)
 	COCOON_BIN=$(CURDIR)/bin/cocoon $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 unit: ## Only the fast tests (no VM boots)

@@ -63,16 +63,24 @@ deb_path() {
 	echo "$dir/$file"
 }
 
-# kernel_pkg prints the versioned package behind Debian's cloud kernel metapackage.
+# kernel_pkg ARCH prints the versioned package behind Debian's cloud kernel metapackage for ARCH.
 kernel_pkg() {
-	local p
-	p=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+	local meta=linux-image-cloud-$1 p
+	p=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	if [[ -z $p ]]; then
 		apt-get update >&2 || die "apt-get update failed"
-		p=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+		p=$(apt-cache depends "$meta" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	fi
-	[[ -n $p ]] || die "linux-image-cloud-amd64 not found in the configured Debian mirror"
-	echo "$p"
+	[[ -n $p ]] || die "$meta not found in the configured Debian mirror"
+	echo "${p%%:*}" # apt-cache names foreign packages PKG:ARCH
+}
+
+# foreign_arch ARCH lets apt fetch ARCH packages when ARCH is not the host's (for apt-get download).
+foreign_arch() {
+	[[ $1 == "$(dpkg --print-architecture)" ]] && return 0
+	dpkg --print-foreign-architectures | grep -qx "$1" && return 0
+	log "dpkg --add-architecture $1; apt-get update"
+	dpkg --add-architecture "$1" && apt-get update >&2 || die "cannot enable $1 packages in apt"
 }
 
 # mkoci runs the OCI layout writer, built once into the cache.

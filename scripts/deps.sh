@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
 	qemu-system-x86 qemu-utils ovmf            # QEMU backend, qcow2 tools, UEFI firmware
+	qemu-system-arm qemu-efi-aarch64           # arm64 guests (TCG on x86 hosts), their UEFI firmware
 	containernetworking-plugins iproute2 iptables dnsmasq-base   # CNI + bridge/DHCP tests
 	erofs-utils e2fsprogs xfsprogs dosfstools mtools             # disk images
 	debootstrap busybox-static cpio zstd lz4 kmod fdisk gdisk grub-efi-amd64-bin   # guest image builds

@@ -72,6 +72,7 @@ func (a *app) vmClone() *cobra.Command {
 	f.BoolVar(&o.NoDirectIO, "no-direct-io", false, "page cache instead of O_DIRECT (default: inherit)")
 	f.BoolVar(&o.Pull, "pull", false, "pull the base image by the snapshot's digest when missing")
 	onDemandFlag(f)
+	f.StringVar(&o.Platform, "platform", "", "refuse unless the snapshot is of this platform (linux/amd64 or linux/arm64)")
 	f.StringVarP(&output, "output", "o", "", "print the VM as json")
 	return cmd
 }

@@ -31,6 +31,7 @@ func (a *app) doctorCommand() *cobra.Command {
 			o.CNIConfDir, o.CNIBinDir = c.CNIConfDir, c.CNIBinDir
 			o.QEMUBinary, o.CHBinary, o.FCBinary = c.QEMUBinary, c.CHBinary, c.FCBinary
 			o.FirmwareCode, o.FirmwareVars = c.FirmwareCode, c.FirmwareVars
+			o.FirmwareCodeARM64, o.FirmwareVarsARM64 = c.FirmwareCodeARM64, c.FirmwareVarsARM64
 			results := doctor.Run(cmd.Context(), o)
 			if output == "json" {
 				if err := printJSON(a.stdout, map[string]any{"checks": results, "ok": !doctor.Failed(results)}); err != nil {

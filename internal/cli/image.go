@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/view"
 )
 
@@ -22,18 +23,23 @@ func (a *app) imageCommand() *cobra.Command {
 
 func (a *app) imagePull() *cobra.Command {
 	var force, insecure bool
+	var plat string
 	cmd := &cobra.Command{
-		Use:   "pull [--force] IMAGE [IMAGE...]",
+		Use:   "pull [--force] [--platform linux/arm64] IMAGE [IMAGE...]",
 		Short: "Pull OCI image(s) or cloud image URL(s) (--force to bypass the cache)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := platform.Parse(plat)
+			if err != nil {
+				return err
+			}
 			e, err := a.engine(engine.Options{Progress: os.Stderr, Insecure: insecure})
 			if err != nil {
 				return err
 			}
 			for _, ref := range args {
 				start := time.Now()
-				img, stats, err := e.PullImage(cmd.Context(), ref, force)
+				img, stats, err := e.PullImage(cmd.Context(), ref, p, force)
 				if err != nil {
 					return fmt.Errorf("pull %s: %w", ref, err)
 				}
@@ -46,6 +52,7 @@ func (a *app) imagePull() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "pull and convert again even when cached")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain-HTTP registries (loopback registries always may)")
+	cmd.Flags().StringVar(&plat, "platform", "", "OCI platform to pull from a manifest list: linux/amd64 or linux/arm64 (default: the host's)")
 	return cmd
 }
 

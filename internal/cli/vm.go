@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoonstack/cocoon/internal/disk"
 	"github.com/cocoonstack/cocoon/internal/engine"
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/view"
 )
 
@@ -49,6 +50,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.opts.Accel, "accel", "", "QEMU accelerator: auto, kvm or tcg (default from config: auto)")
 	fs.StringArrayVar(&f.dataDisks, "data-disk", nil, "extra disk size=SIZE[,name=NAME][,fstype=ext4|none][,mount=/path][,directio=on|off|auto]\n"+
 		"(repeatable; serial = name; cloud images mount ext4 disks at /mnt/<name> by default)")
+	fs.StringVar(&f.opts.Platform, "platform", "", "guest platform, linux/amd64 or linux/arm64 (default: the image's); another than the host's runs under TCG")
 }
 
 // options parses sizes and folds --fc into the hypervisor choice.
@@ -76,6 +78,11 @@ func (f *createFlags) options(image string) (engine.CreateOptions, error) {
 	}
 	if o.Accel != "" && o.Accel != "auto" && o.Accel != "kvm" && o.Accel != "tcg" {
 		return o, fmt.Errorf("invalid --accel %q: use auto, kvm or tcg", o.Accel)
+	}
+	if o.Platform != "" {
+		if o.Platform, err = platform.Parse(o.Platform); err != nil {
+			return o, err
+		}
 	}
 	return o, nil
 }

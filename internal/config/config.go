@@ -37,6 +37,9 @@ type Config struct {
 	MemoryDir    string `mapstructure:"memory_dir"`
 	FirmwareCode string `mapstructure:"firmware_code"`
 	FirmwareVars string `mapstructure:"firmware_vars"`
+	// arm64 guests' UEFI (Debian's qemu-efi-aarch64)
+	FirmwareCodeARM64 string `mapstructure:"firmware_code_arm64"`
+	FirmwareVarsARM64 string `mapstructure:"firmware_vars_arm64"`
 
 	StopTimeoutSeconds          int `mapstructure:"stop_timeout_seconds"`
 	TerminateGracePeriodSeconds int `mapstructure:"terminate_grace_period_seconds"`
@@ -80,6 +83,8 @@ var defaults = map[string]any{
 	"memory_dir":                     "/dev/shm/cocoon",
 	"firmware_code":                  "/usr/share/OVMF/OVMF_CODE.fd",
 	"firmware_vars":                  "/usr/share/OVMF/OVMF_VARS.fd",
+	"firmware_code_arm64":            "/usr/share/AAVMF/AAVMF_CODE.fd",
+	"firmware_vars_arm64":            "/usr/share/AAVMF/AAVMF_VARS.fd",
 	"stop_timeout_seconds":           30,
 	"terminate_grace_period_seconds": 5,
 	"socket_wait_timeout_seconds":    10,

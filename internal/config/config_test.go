@@ -60,6 +60,8 @@ fc_binary: /f/fc
 memory_dir: /f/mem
 firmware_code: /f/code.fd
 firmware_vars: /f/vars.fd
+firmware_code_arm64: /f/acode.fd
+firmware_vars_arm64: /f/avars.fd
 stop_timeout_seconds: 7
 terminate_grace_period_seconds: 3
 socket_wait_timeout_seconds: 4
@@ -80,6 +82,7 @@ log:
 	want := Config{RootDir: "/f/root", RunDir: "/f/run", LogDir: "/f/log", CNIConfDir: "/f/conf", CNIBinDir: "/f/bin",
 		DNS: []string{"9.9.9.9"}, Hypervisor: "qemu", Accel: "tcg", QEMUBinary: "/f/qemu", CHBinary: "/f/ch", FCBinary: "/f/fc",
 		MemoryDir: "/f/mem", FirmwareCode: "/f/code.fd", FirmwareVars: "/f/vars.fd", StopTimeoutSeconds: 7,
+		FirmwareCodeARM64: "/f/acode.fd", FirmwareVarsARM64: "/f/avars.fd",
 		TerminateGracePeriodSeconds: 3, SocketWaitTimeoutSeconds: 4, PoolSize: 3, MaxLayerSize: "2G", MaxLayerBytes: 2 << 30,
 		Log: Log{Level: "warn", Format: "json", File: "/f/cocoon.log", MaxSizeMB: 11, MaxAgeDays: 12, MaxBackups: 13}}
 	assertConfig(t, c, &want)
@@ -90,6 +93,7 @@ log:
 		"COCOON_HYPERVISOR": "firecracker", "COCOON_ACCEL": "kvm", "COCOON_QEMU_BINARY": "/e/qemu",
 		"COCOON_CH_BINARY": "/e/ch", "COCOON_FC_BINARY": "/e/fc", "COCOON_MEMORY_DIR": "/e/mem",
 		"COCOON_FIRMWARE_CODE": "/e/code.fd", "COCOON_FIRMWARE_VARS": "/e/vars.fd",
+		"COCOON_FIRMWARE_CODE_ARM64": "/e/acode.fd", "COCOON_FIRMWARE_VARS_ARM64": "/e/avars.fd",
 		"COCOON_STOP_TIMEOUT_SECONDS": "8", "COCOON_TERMINATE_GRACE_PERIOD_SECONDS": "2",
 		"COCOON_SOCKET_WAIT_TIMEOUT_SECONDS": "6", "COCOON_POOL_SIZE": "5", "COCOON_MAX_LAYER_SIZE": "512m", "COCOON_LOG_LEVEL": "debug",
 		"COCOON_LOG_FORMAT": "text", "COCOON_LOG_FILE": "/e/cocoon.log", "COCOON_LOG_MAX_SIZE_MB": "21",
@@ -105,6 +109,7 @@ log:
 	want = Config{RootDir: "/e/root", RunDir: "/e/run", LogDir: "/e/log", CNIConfDir: "/e/conf", CNIBinDir: "/e/bin",
 		DNS: []string{"1.2.3.4", "5.6.7.8"}, Hypervisor: "firecracker", Accel: "kvm", QEMUBinary: "/e/qemu", CHBinary: "/e/ch",
 		FCBinary: "/e/fc", MemoryDir: "/e/mem", FirmwareCode: "/e/code.fd", FirmwareVars: "/e/vars.fd", StopTimeoutSeconds: 8,
+		FirmwareCodeARM64: "/e/acode.fd", FirmwareVarsARM64: "/e/avars.fd",
 		TerminateGracePeriodSeconds: 2, SocketWaitTimeoutSeconds: 6, PoolSize: 5, MaxLayerSize: "512m", MaxLayerBytes: 512 << 20,
 		Log: Log{Level: "debug", Format: "text", File: "/e/cocoon.log", MaxSizeMB: 21, MaxAgeDays: 22, MaxBackups: 23}}
 	assertConfig(t, c, &want)

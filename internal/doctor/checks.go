@@ -18,6 +18,7 @@ const aioMaxNr = 1048576
 func checks(o *Options) []check {
 	cs := []check{
 		{name: "kvm", run: checkKVM},
+		{name: "platforms", run: checkPlatforms},
 		{name: "qemu", run: binary(o.QEMUBinary, true, "apt-get install qemu-system-x86", "--version")},
 		{name: "cloud-hypervisor", run: binary(o.CHBinary, false, "optional: the cloud-hypervisor backend is not built yet", "--version")},
 		{name: "firecracker", run: binary(o.FCBinary, false, "optional: the firecracker backend is not built yet", "--version")},
@@ -25,6 +26,7 @@ func checks(o *Options) []check {
 		{name: "mkfs.erofs", run: checkMkfsErofs},
 		{name: "mkfs.ext4", run: binary("mkfs.ext4", true, "apt-get install e2fsprogs", "-V")},
 		{name: "firmware OVMF", run: checkFiles("cloud images (UEFI) need it: apt-get install ovmf, or set firmware_code/firmware_vars", o.FirmwareCode, o.FirmwareVars)},
+		{name: "firmware AAVMF", run: checkFiles("cloud images on arm64 guests (UEFI) need it: apt-get install qemu-efi-aarch64, or set firmware_code_arm64/firmware_vars_arm64", o.FirmwareCodeARM64, o.FirmwareVarsARM64)},
 		{name: "firmware CLOUDHV", run: checkCloudHV},
 		{name: "cni plugins", run: checkCNIPlugins},
 		{name: "cni conflist", run: checkConflist, fix: writeConflist},

@@ -30,10 +30,11 @@ type Result struct {
 
 // Options say where things are; the CLI fills them from the configuration.
 type Options struct {
-	RootDir, RunDir, LogDir, MemoryDir string
-	CNIConfDir, CNIBinDir              string
-	QEMUBinary, CHBinary, FCBinary     string
-	FirmwareCode, FirmwareVars         string
+	RootDir, RunDir, LogDir, MemoryDir   string
+	CNIConfDir, CNIBinDir                string
+	QEMUBinary, CHBinary, FCBinary       string
+	FirmwareCode, FirmwareVars           string
+	FirmwareCodeARM64, FirmwareVarsARM64 string
 
 	ProcSys    string // /proc/sys
 	SysctlDir  string // /etc/sysctl.d, where --fix persists sysctls

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -21,6 +22,7 @@ func testOptions(t *testing.T) Options {
 		CNIConfDir: filepath.Join(tmp, "cni"), CNIBinDir: "/usr/lib/cni",
 		QEMUBinary: "qemu-system-x86_64", CHBinary: "cocoon-no-such-ch", FCBinary: "cocoon-no-such-fc",
 		FirmwareCode: filepath.Join(tmp, "OVMF_CODE.fd"), FirmwareVars: filepath.Join(tmp, "OVMF_VARS.fd"),
+		FirmwareCodeARM64: filepath.Join(tmp, "AAVMF_CODE.fd"), FirmwareVarsARM64: filepath.Join(tmp, "AAVMF_VARS.fd"),
 		ProcSys: filepath.Join(tmp, "proc/sys"), SysctlDir: filepath.Join(tmp, "sysctl.d"), Subnet: "10.77.0.0/16",
 		KVMProblem: func() string { return "" },
 	}
@@ -60,7 +62,7 @@ func TestCheckAndFixAgainstTempDirs(t *testing.T) {
 	r := byName(Run(ctx, o))
 	want := map[string]Status{
 		"kvm": Pass, "qemu": Pass, "qemu-img": Pass, "mkfs.erofs": Pass, "mkfs.ext4": Pass, "cni plugins": Pass,
-		"cloud-hypervisor": Warn, "firecracker": Warn, "firmware OVMF": Warn, "firmware CLOUDHV": Warn,
+		"cloud-hypervisor": Warn, "firecracker": Warn, "firmware OVMF": Warn, "firmware AAVMF": Warn, "firmware CLOUDHV": Warn,
 		"cni conflist": Fail, "sysctl net.ipv4.ip_forward": Warn, "sysctl fs.aio-max-nr": Warn,
 		"dir root_dir": Warn, "dir memory_dir": Warn, "hugepages": Pass,
 	}
@@ -68,6 +70,12 @@ func TestCheckAndFixAgainstTempDirs(t *testing.T) {
 		if r[name].Status != st {
 			t.Errorf("%s: %s (%s), want %s", name, r[name].Status, r[name].Detail, st)
 		}
+	}
+	// KVM is taken as usable here: the host's own platform runs with it, the other is emulated.
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if d := r["platforms"].Detail; !strings.Contains(d, "host linux/"+runtime.GOARCH) ||
+		!strings.Contains(d, "linux/"+runtime.GOARCH+" guests: KVM") || !strings.Contains(d, "linux/"+other+" guests: ") {
+		t.Errorf("platforms: %q", d)
 	}
 	if !strings.Contains(r["mkfs.erofs"].Detail, "mkfs.erofs 1.") {
 		t.Errorf("mkfs.erofs version missing: %q", r["mkfs.erofs"].Detail)

@@ -33,6 +33,7 @@ type CloneOptions struct {
 	Bridge        string
 	NoDirectIO    bool
 	Pull          bool
+	Platform      string // if set, the snapshot's platform must be this one
 }
 
 // resources are the sizes a clone or restore asks for, checked against the snapshot.
@@ -78,6 +79,9 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	if !ok {
 		return nil, fmt.Errorf("hypervisor %s cannot clone snapshots", b.Name())
 	}
+	if err := checkClonePlatform(o.Platform, snap.Name, m.Platform); err != nil {
+		return nil, err
+	}
 	r := resources{cpu: or(o.CPU, m.CPU), memory: or64(o.Memory, m.Memory), storage: or64(o.Storage, m.Storage)}
 	if err := checkGrowth(r, m, b.Capabilities(), b.Name()); err != nil {
 		return nil, err
@@ -117,7 +121,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	vm := &VM{ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
 		Config: VMConfig{CPU: r.cpu, MaxCPU: m.MaxCPU, Memory: r.memory, Storage: r.storage, NICs: nics, QueueSize: m.QueueSize,
 			DiskQueueSize: m.DiskQueueSize, Image: m.Image, ImageDigest: m.ImageDigest, ImageKind: m.ImageKind,
-			Network: req.Network, Bridge: o.Bridge, NoDirectIO: m.NoDirectIO || o.NoDirectIO, Windows: m.Windows, Accel: m.Accel},
+			Network: req.Network, Bridge: o.Bridge, NoDirectIO: m.NoDirectIO || o.NoDirectIO, Windows: m.Windows, Accel: m.Accel, Platform: m.Platform},
 		ImageBlobIDs: setOf(m.ImageBlobIDs), FirstBooted: true, CidataAttached: hasSnapshotRole(m, "cidata"),
 		RunDir: filepath.Join(e.cfg.RunDir, id), LogDir: filepath.Join(e.cfg.LogDir, id), MemoryDir: filepath.Join(e.cfg.MemoryDir, id),
 		CreatedAt: now, UpdatedAt: now}
@@ -171,7 +175,7 @@ func (e *Engine) cloneImage(ctx context.Context, snap *snapshot.Snapshot, pull b
 	if m.ImageKind == string(image.KindOCI) && m.ImageDigest != "" {
 		ref = repoOf(m.Image) + "@" + m.ImageDigest
 	}
-	img, _, err = e.images.Pull(ctx, ref, false)
+	img, _, err = e.images.PullFor(ctx, ref, m.Platform, false)
 	if err != nil {
 		return nil, fmt.Errorf("pull base image %s: %w", ref, err)
 	}
@@ -250,7 +254,8 @@ func (e *Engine) planFromSnapshot(vm *VM, snap *snapshot.Snapshot, img *image.Im
 		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, topDown, e.cfg.DNS)}
 		return nil
 	}
-	vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: filepath.Join(dir, snapshot.FileFirmware)}
+	code, _ := e.firmware(vm.Config.Platform)
+	vm.Boot = &BootConfig{FirmwarePath: code, FirmwareVars: filepath.Join(dir, snapshot.FileFirmware)}
 	return nil
 }
 

@@ -37,6 +37,7 @@ type CreateOptions struct {
 	Hypervisor    string // empty: config default
 	Accel         string // empty: config default
 	DataDisks     []disk.DataDisk
+	Platform      string // linux/amd64 or linux/arm64; empty: the image's
 }
 
 const (
@@ -116,9 +117,13 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	if err := checkImage(&o, img, b); err != nil {
 		return nil, err
 	}
-	if img.Kind == image.KindCloud {
-		if _, err := os.Stat(e.cfg.FirmwareCode); err != nil {
-			return nil, fmt.Errorf("UEFI firmware %s not found: install the ovmf package or set firmware_code", e.cfg.FirmwareCode)
+	plat, err := vmPlatform(o.Platform, img)
+	if err != nil {
+		return nil, err
+	}
+	if code, _ := e.firmware(plat); img.Kind == image.KindCloud {
+		if _, err := os.Stat(code); err != nil {
+			return nil, fmt.Errorf("UEFI firmware %s not found: install the ovmf (amd64) or qemu-efi-aarch64 (arm64) package or set firmware_code", code)
 		}
 	}
 	id := rand.Text()
@@ -127,7 +132,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 		ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
 		Config: VMConfig{CPU: o.CPU, MaxCPU: max(o.CPU, runtime.NumCPU()), Memory: o.Memory, Storage: o.Storage, NICs: o.NICs, QueueSize: o.QueueSize,
 			DiskQueueSize: o.DiskQueueSize, Image: img.Ref, ImageDigest: img.Digest, ImageKind: string(img.Kind),
-			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel},
+			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel, Platform: plat},
 		ImageBlobIDs: setOf(img.BlobIDs()),
 		RunDir:       filepath.Join(e.cfg.RunDir, id),
 		LogDir:       filepath.Join(e.cfg.LogDir, id),
@@ -249,7 +254,8 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 		if !o.Windows {
 			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cidata.img"), Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 		}
-		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: filepath.Join(vm.RunDir, "OVMF_VARS.fd")}
+		code, _ := e.firmware(vm.Config.Platform)
+		vm.Boot = &BootConfig{FirmwarePath: code, FirmwareVars: filepath.Join(vm.RunDir, "OVMF_VARS.fd")}
 		return
 	}
 	serials := make([]string, len(img.Layers))
@@ -270,11 +276,7 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 // kernelCmdline renders the guest contract (DESIGN.md §4): layers top→bottom, the COW serial,
 // the hostname and one ip= per NIC with a static address.
 func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
-	console := "ttyS0"
-	if vm.Hypervisor == "cloud-hypervisor" {
-		console = "hvc0"
-	}
-	parts := []string{"console=" + console, "loglevel=3", "boot=cocoon-overlay",
+	parts := []string{"console=" + consoleDevice(vm.Config.Platform, vm.Hypervisor), "loglevel=3", "boot=cocoon-overlay",
 		"cocoon.layers=" + strings.Join(layersTopDown, ","), "cocoon.cow=cocoon-cow", "rw",
 		"net.ifnames=0", "cocoon.hostname=" + vm.Name,
 		// Memory hot-added on clone or restore is usable at once, without a guest agent.
@@ -298,8 +300,9 @@ func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions) error {
 			return fmt.Errorf("create cloud-init seed for %s: %w", vm.Name, err)
 		}
 	}
-	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, e.cfg.FirmwareVars); err != nil {
-		return fmt.Errorf("copy UEFI variables %s for %s: %w (install ovmf or set firmware_vars)", e.cfg.FirmwareVars, vm.Name, err)
+	_, vars := e.firmware(vm.Config.Platform)
+	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, vars); err != nil {
+		return fmt.Errorf("copy UEFI variables %s for %s: %w (install ovmf or qemu-efi-aarch64, or set firmware_vars)", vars, vm.Name, err)
 	}
 	return nil
 }

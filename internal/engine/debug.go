@@ -39,6 +39,10 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if len(o.DataDisks) > 0 {
 		slog.Warn("vm debug ignores --data-disk: the recipe prepares only the boot disks")
 	}
+	plat, err := vmPlatform(o.Platform, img)
+	if err != nil {
+		return "", err
+	}
 	name := o.Name
 	if name == "" {
 		name = defaultName(o.Image)
@@ -54,7 +58,7 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 		return "", fmt.Errorf("resolve the recipe's directory: %w", err)
 	}
 	vm := &VM{ID: "debug-" + name, Name: name, Hypervisor: b.Name(), Config: VMConfig{CPU: o.CPU, Memory: o.Memory,
-		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows}, RunDir: dir, LogDir: dir,
+		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows, Platform: plat}, RunDir: dir, LogDir: dir,
 		MemoryDir: filepath.Join(e.cfg.MemoryDir, "debug-"+name)}
 	if vm.Config.Accel == "" {
 		vm.Config.Accel = e.cfg.Accel
@@ -75,10 +79,11 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	} else {
 		overlay := cmp.Or(o.COWPath, filepath.Join(dir, "cow-"+name+".qcow2"))
 		vars := filepath.Join(dir, "vars-"+name+".fd")
+		code, varsTemplate := e.firmware(plat)
 		prep = append(prep, fmt.Sprintf("qemu-img create -f qcow2 -F qcow2 -b %s %s %d", shellQuote(img.BlobPath), shellQuote(overlay), max(o.Storage, img.VirtualSize)),
-			"cp "+shellQuote(e.cfg.FirmwareVars)+" "+shellQuote(vars))
+			"cp "+shellQuote(varsTemplate)+" "+shellQuote(vars))
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: !o.NoDirectIO, Role: "cow"})
-		vm.Boot = &BootConfig{FirmwarePath: e.cfg.FirmwareCode, FirmwareVars: vars}
+		vm.Boot = &BootConfig{FirmwarePath: code, FirmwareVars: vars}
 	}
 	if err := e.checkPlan(b, vm, func(*VM) error { return nil }); err != nil {
 		return "", err

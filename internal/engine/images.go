@@ -7,9 +7,9 @@ import (
 	"github.com/cocoonstack/cocoon/internal/image"
 )
 
-// PullImage pulls an OCI image or a cloud image URL.
-func (e *Engine) PullImage(ctx context.Context, ref string, force bool) (*image.Image, image.PullStats, error) {
-	return e.images.Pull(ctx, ref, force)
+// PullImage pulls an OCI image (for plat, "" = the host's platform) or a cloud image URL.
+func (e *Engine) PullImage(ctx context.Context, ref, plat string, force bool) (*image.Image, image.PullStats, error) {
+	return e.images.PullFor(ctx, ref, plat, force)
 }
 
 // ImportImage imports files (or stdin when files is empty) as image name.

@@ -13,6 +13,7 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/platform"
 )
 
 // Run creates a VM and starts it. A failed start keeps the VM (state error) for inspection.
@@ -121,6 +122,7 @@ func specOf(vm *VM, withCidata bool) hypervisor.VMSpec {
 		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MaxCPUs: vm.maxCPU(), MemoryBytes: vm.Config.Memory,
 		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
 		Windows: vm.Config.Windows, DiskQueueSize: vm.Config.DiskQueueSize, Accel: vm.Config.Accel,
+		Arch: platform.Arch(platform.Or(vm.Config.Platform)),
 	}
 	if dir := hugePageDir(vm.ID, vm.Config.Memory); dir != "" {
 		spec.MemoryDir, spec.HugePages = dir, true

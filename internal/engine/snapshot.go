@@ -151,7 +151,7 @@ func (e *Engine) attachedDisks(vm *VM) []hypervisor.Disk {
 func manifestOf(vm *VM) snapshot.Manifest {
 	m := snapshot.Manifest{Hypervisor: vm.Hypervisor, CPU: vm.Config.CPU, MaxCPU: vm.maxCPU(), Memory: vm.Config.Memory,
 		Storage: vm.Config.Storage, NICs: len(vm.Networks), QueueSize: vm.Config.QueueSize, DiskQueueSize: vm.Config.DiskQueueSize,
-		Network: vm.Config.Network, Image: vm.Config.Image, ImageDigest: vm.Config.ImageDigest, ImageKind: vm.Config.ImageKind,
+		Network: vm.Config.Network, Image: vm.Config.Image, ImageDigest: vm.Config.ImageDigest, ImageKind: vm.Config.ImageKind, Platform: vm.Config.Platform,
 		NoDirectIO: vm.Config.NoDirectIO, Windows: vm.Config.Windows, Accel: vm.Config.Accel}
 	for _, n := range vm.Networks {
 		m.MACs = append(m.MACs, n.MAC)

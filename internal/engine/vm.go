@@ -60,6 +60,7 @@ type VMConfig struct {
 	NoDirectIO    bool   `json:"no_direct_io,omitempty"`
 	Windows       bool   `json:"windows,omitempty"`
 	Accel         string `json:"accel,omitempty"`
+	Platform      string `json:"platform,omitempty"` // linux/ARCH of the guest; "" = the host's
 }
 
 // BootConfig is how the VM boots: a kernel (OCI images) or UEFI firmware (cloud images).

@@ -75,6 +75,7 @@ type VMSpec struct {
 	Windows       bool
 	DiskQueueSize int    // 0 = backend default
 	Accel         string // auto | kvm | tcg (backends without a choice ignore it)
+	Arch          string // guest architecture, GOARCH style (amd64, arm64); "" = amd64
 }
 
 // Capabilities lets the engine refuse unsupported requests up front.

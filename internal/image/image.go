@@ -44,6 +44,8 @@ type Image struct {
 	Size        int64     `json:"size"`                   // bytes stored
 	CreatedAt   time.Time `json:"created_at"`
 	Source      string    `json:"source"` // "registry", the URL, or "import"
+	// Platform is linux/ARCH; cloud disks carry none, so they are taken as the host's.
+	Platform string `json:"platform,omitempty"`
 }
 
 // BlobIDs are the blob IDs a VM created from the image must pin so GC keeps them: OCI layer

@@ -16,6 +16,7 @@ import (
 	"github.com/cocoonstack/cocoon/internal/image/blobstore"
 	"github.com/cocoonstack/cocoon/internal/image/cloudimg"
 	"github.com/cocoonstack/cocoon/internal/image/oci"
+	"github.com/cocoonstack/cocoon/internal/platform"
 )
 
 // Manager is the entry point for images of both kinds under one root dir.
@@ -45,9 +46,15 @@ func isURL(ref string) bool {
 	return strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://")
 }
 
-// Pull stores ref: an http(s) URL is a cloud image, anything else an OCI ref (tag or
-// repo@sha256:…). Without force a stored, complete image is not fetched again.
+// Pull stores ref for the host's platform (see PullFor).
 func (m *Manager) Pull(ctx context.Context, ref string, force bool) (*Image, PullStats, error) {
+	return m.PullFor(ctx, ref, "", force)
+}
+
+// PullFor stores ref: an http(s) URL is a cloud image, anything else an OCI ref (tag or
+// repo@sha256:…) whose plat (linux/ARCH, "" = the host's) image is taken from a manifest
+// list. Without force a stored, complete image is not fetched again.
+func (m *Manager) PullFor(ctx context.Context, ref, plat string, force bool) (*Image, PullStats, error) {
 	if isURL(ref) {
 		e, st, err := m.cloud.Pull(ctx, ref, force)
 		if err != nil {
@@ -56,7 +63,7 @@ func (m *Manager) Pull(ctx context.Context, ref string, force bool) (*Image, Pul
 		img := m.fromCloud(ref, *e)
 		return &img, cloudStats(st), nil
 	}
-	e, st, err := m.oci.Pull(ctx, ref, force)
+	e, st, err := m.oci.Pull(ctx, ref, plat, force)
 	if err != nil {
 		return nil, ociStats(st), err
 	}
@@ -80,7 +87,7 @@ func cloudStats(s cloudimg.Stats) PullStats {
 
 func (m *Manager) fromOCI(key string, e oci.Entry) Image {
 	img := Image{Kind: KindOCI, Ref: key, Digest: e.ManifestDigest, Size: e.Size, CreatedAt: e.CreatedAt,
-		Source: e.Origin, KernelPath: m.oci.KernelPath(blobstore.Hex(e.KernelLayer)), InitrdPath: m.oci.InitrdPath(blobstore.Hex(e.InitrdLayer))}
+		Source: e.Origin, Platform: platform.Or(e.Platform), KernelPath: m.oci.KernelPath(blobstore.Hex(e.KernelLayer)), InitrdPath: m.oci.InitrdPath(blobstore.Hex(e.InitrdLayer))}
 	for _, l := range e.Layers {
 		img.Layers = append(img.Layers, Layer{Digest: l.Digest, Path: m.oci.BlobPath(blobstore.Hex(l.Digest))})
 	}

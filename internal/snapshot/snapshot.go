@@ -85,6 +85,7 @@ type Manifest struct {
 	Image         string            `json:"image"`
 	ImageDigest   string            `json:"image_digest,omitempty"`
 	ImageKind     string            `json:"image_type"`
+	Platform      string            `json:"platform,omitempty"` // linux/ARCH of the VM; "" = taken before platforms were recorded
 	ImageBlobIDs  []string          `json:"image_blob_ids,omitempty"`
 	NoDirectIO    bool              `json:"no_direct_io,omitempty"`
 	Windows       bool              `json:"windows,omitempty"`

@@ -5,8 +5,10 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/snapshot/archive"
 )
 
@@ -131,6 +133,8 @@ func (m *Manifest) validateMachine() error {
 		return fmt.Errorf("image digest %q is not sha256:<64 hex digits>", m.ImageDigest)
 	case m.ImageKind != kindOCI && m.ImageKind != kindCloud:
 		return fmt.Errorf("image type %q is not %s or %s", m.ImageKind, kindOCI, kindCloud)
+	case m.Platform != "" && !slices.Contains(platform.All, m.Platform):
+		return fmt.Errorf("platform %q is not one of %s", m.Platform, strings.Join(platform.All, ", "))
 	case m.Accel != "" && m.Accel != "auto" && m.Accel != "kvm" && m.Accel != "tcg":
 		return fmt.Errorf("accel %q is not auto, kvm or tcg", m.Accel)
 	case !plainText(m.Cmdline, maxTextLen):

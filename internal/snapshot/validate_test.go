@@ -40,6 +40,7 @@ func TestValidateRefusesHostileManifests(t *testing.T) {
 		"plain sha256 digest":  {func(m *snapshot.Manifest) { m.Files[0].Digest = "sha256:" + snaptest.BlobID }, "digest"},
 		"no state":             {func(m *snapshot.Manifest) { m.Files = m.Files[:1] }, "no state file"},
 		"unknown image type":   {func(m *snapshot.Manifest) { m.ImageKind = "iso" }, "image type"},
+		"unknown platform":     {func(m *snapshot.Manifest) { m.Platform = "linux/riscv64" }, "platform"},
 		"bad blob ID":          {func(m *snapshot.Manifest) { m.ImageBlobIDs = []string{"../x"} }, "blob ID"},
 		"bad image digest":     {func(m *snapshot.Manifest) { m.ImageDigest = "sha256:../../x" }, "image digest"},
 		"hypervisor name":      {func(m *snapshot.Manifest) { m.Hypervisor = "../qemu" }, "hypervisor"},

@@ -22,13 +22,14 @@ type Image struct {
 	BlobPath    string        `json:"blob_path,omitempty"`    // cloud qcow2
 	BlobDigest  string        `json:"blob_digest,omitempty"`  // cloud: sha256 of the stored qcow2
 	VirtualSize int64         `json:"virtual_size,omitempty"` // cloud disk size
+	Platform    string        `json:"platform,omitempty"`     // OCI: linux/amd64 or linux/arm64
 }
 
 // ImageOf builds the image record of a stored image.
 func ImageOf(i *image.Image) Image {
 	return Image{ID: i.Digest, Name: i.Ref, Type: string(i.Kind), Size: i.Size, CreatedAt: i.CreatedAt, Source: i.Source,
 		Layers: i.Layers, KernelPath: i.KernelPath, InitrdPath: i.InitrdPath, BlobPath: i.BlobPath, BlobDigest: i.BlobDigest,
-		VirtualSize: i.VirtualSize}
+		VirtualSize: i.VirtualSize, Platform: i.Platform}
 }
 
 // ImagesOf builds image records; never nil.

@@ -32,6 +32,7 @@ type Snapshot struct {
 	SourceVM string `json:"source_vm,omitempty"` // empty for imported snapshots
 	MaxCPU   int    `json:"max_cpu,omitempty"`
 	Accel    string `json:"accel,omitempty"`
+	Platform string `json:"platform,omitempty"` // the VM's; a clone runs on the same
 }
 
 // SnapshotOf builds the snapshot object of a record.
@@ -40,7 +41,7 @@ func SnapshotOf(s *snapshot.Snapshot) Snapshot {
 	v := Snapshot{ID: s.ID, Name: s.Name, Description: s.Description, Image: m.Image, ImageDigest: m.ImageDigest,
 		ImageType: m.ImageKind, Hypervisor: m.Hypervisor, CPU: m.CPU, Memory: m.Memory, Storage: m.Storage, NICs: m.NICs,
 		QueueSize: m.QueueSize, DiskQueueSize: m.DiskQueueSize, Network: m.Network, NoDirectIO: m.NoDirectIO,
-		Windows: m.Windows, CreatedAt: s.CreatedAt, SourceVM: s.SourceVM, MaxCPU: m.MaxCPU, Accel: m.Accel}
+		Windows: m.Windows, CreatedAt: s.CreatedAt, SourceVM: s.SourceVM, MaxCPU: m.MaxCPU, Accel: m.Accel, Platform: m.Platform}
 	if len(m.ImageBlobIDs) > 0 {
 		v.ImageBlobIDs = map[string]struct{}{}
 		for _, id := range m.ImageBlobIDs {

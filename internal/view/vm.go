@@ -54,6 +54,8 @@ type VMConfig struct {
 	MaxCPU int    `json:"max_cpu,omitempty"`
 	Bridge string `json:"bridge,omitempty"`
 	Accel  string `json:"accel,omitempty"` // as requested: auto, kvm or tcg
+	// linux/amd64 or linux/arm64; empty for VMs made before platforms were recorded (the host's)
+	Platform string `json:"platform,omitempty"`
 }
 
 // NetworkConfig is one NIC.
@@ -101,7 +103,7 @@ func VMOf(vm *engine.VM) VM {
 			QueueSize: vm.Config.QueueSize, DiskQueueSize: vm.Config.DiskQueueSize,
 			Image: vm.Config.Image, ImageDigest: vm.Config.ImageDigest, ImageType: vm.Config.ImageKind,
 			Network: vm.Config.Network, NoDirectIO: vm.Config.NoDirectIO, Windows: vm.Config.Windows,
-			NICs: vm.Config.NICs, MaxCPU: vm.Config.MaxCPU, Bridge: vm.Config.Bridge, Accel: vm.Config.Accel,
+			NICs: vm.Config.NICs, MaxCPU: vm.Config.MaxCPU, Bridge: vm.Config.Bridge, Accel: vm.Config.Accel, Platform: vm.Config.Platform,
 		},
 		FirstBooted: vm.FirstBooted, SnapshotIDs: vm.SnapshotIDs,
 		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, StartedAt: vm.StartedAt, StoppedAt: vm.StoppedAt,

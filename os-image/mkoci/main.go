@@ -1,7 +1,7 @@
-// Command mkoci writes an OCI image layout holding one linux/amd64 image built from
-// directories, one gzip layer per directory (first directory = bottom layer).
+// Command mkoci writes an OCI image layout holding one linux/ARCH image (amd64 unless -arch
+// says otherwise) built from directories, one gzip layer per directory (first = bottom layer).
 //
-//	mkoci -out DIR -ref NAME -layer ROOTFS_DIR [-layer DIR ...]
+//	mkoci -out DIR -ref NAME [-arch arm64] -layer ROOTFS_DIR [-layer DIR ...]
 package main
 
 import (
@@ -31,20 +31,21 @@ func main() {
 	var layers layerDirs
 	out := flag.String("out", "", "output OCI layout directory (replaced atomically)")
 	ref := flag.String("ref", "", "value of org.opencontainers.image.ref.name")
+	arch := flag.String("arch", "amd64", "image architecture: amd64 or arm64")
 	epoch := flag.Int64("epoch", 1704067200, "mtime (unix seconds) for every file and the image")
 	flag.Var(&layers, "layer", "directory whose tree becomes a layer (repeatable, bottom first)")
 	flag.Parse()
-	if *out == "" || *ref == "" || len(layers) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: mkoci -out DIR -ref NAME -layer DIR [-layer DIR ...]")
+	if *out == "" || *ref == "" || len(layers) == 0 || (*arch != "amd64" && *arch != "arm64") {
+		fmt.Fprintln(os.Stderr, "usage: mkoci -out DIR -ref NAME [-arch amd64|arm64] -layer DIR [-layer DIR ...]")
 		os.Exit(2)
 	}
-	if err := run(*out, *ref, layers, time.Unix(*epoch, 0).UTC()); err != nil {
+	if err := run(*out, *ref, *arch, layers, time.Unix(*epoch, 0).UTC()); err != nil {
 		slog.Error("mkoci failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, ref string, dirs []string, mtime time.Time) error {
+func run(out, ref, arch string, dirs []string, mtime time.Time) error {
 	tmp, staging := out+".tmp", out+".layers"
 	for _, d := range []string{tmp, staging} {
 		if err := os.RemoveAll(d); err != nil {
@@ -55,7 +56,7 @@ func run(out, ref string, dirs []string, mtime time.Time) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	img, err := buildImage(staging, dirs, mtime)
+	img, err := buildImage(staging, arch, dirs, mtime)
 	if err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func run(out, ref string, dirs []string, mtime time.Time) error {
 	}
 	err = p.AppendImage(img,
 		layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref}),
-		layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))
+		layout.WithPlatform(v1.Platform{OS: "linux", Architecture: arch}))
 	if err != nil {
 		return fmt.Errorf("write image to %s: %w", tmp, err)
 	}
@@ -78,7 +79,7 @@ func run(out, ref string, dirs []string, mtime time.Time) error {
 	return nil
 }
 
-func buildImage(staging string, dirs []string, mtime time.Time) (v1.Image, error) {
+func buildImage(staging, arch string, dirs []string, mtime time.Time) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	cfg, err := img.ConfigFile()
@@ -86,7 +87,7 @@ func buildImage(staging string, dirs []string, mtime time.Time) (v1.Image, error
 		return nil, fmt.Errorf("read empty config: %w", err)
 	}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture, cfg.Created = "linux", "amd64", v1.Time{Time: mtime}
+	cfg.OS, cfg.Architecture, cfg.Created = "linux", arch, v1.Time{Time: mtime}
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return nil, fmt.Errorf("set config: %w", err)
 	}

@@ -1,26 +1,37 @@
 #!/bin/bash
 # tiny: Debian cloud kernel + busybox initramfs (boot layer) and a busybox userland (rootfs layer).
+# ARCH (amd64 or arm64, default amd64) picks the Debian architecture; arm64 goes to out/tiny-arm64.
 set -euo pipefail
 . "$HERE/lib.sh"
+ARCH=${ARCH:-amd64}
+NAME=tiny
+[[ $ARCH == amd64 ]] || NAME=tiny-$ARCH
 RECIPE=$HERE/tiny
-WORK=$CACHE/work/tiny
+WORK=$CACHE/work/$NAME
 MODULES="virtio_pci virtio_mmio virtio_console virtio_blk virtio_net virtio_balloon virtio_rng
 	erofs overlay button evdev"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
-kdeb=$(deb_path "$(kernel_pkg)")
-bbdeb=$(deb_path busybox-static)
+foreign_arch "$ARCH"
+kdeb=$(deb_path "$(kernel_pkg "$ARCH")":"$ARCH")
+bbdeb=$(deb_path busybox-static:"$ARCH")
 dpkg-deb -x "$kdeb" "$WORK/kernel"
 dpkg-deb -x "$bbdeb" "$WORK/busybox"
 kver=$(ls "$WORK/kernel/lib/modules")
 bb=$WORK/busybox/bin/busybox
+# The applet list comes from the host's busybox (same Debian build config), which can run here.
+lsbb=$bb
+if [[ $ARCH != "$(dpkg --print-architecture)" ]]; then
+	dpkg-deb -x "$(deb_path busybox-static)" "$WORK/busybox-host"
+	lsbb=$WORK/busybox-host/bin/busybox
+fi
 
 # install_busybox ROOT puts busybox and a link for every applet into ROOT.
 install_busybox() {
 	local root=$1 applet
 	install -D -m 0755 "$bb" "$root/bin/busybox"
-	for applet in $("$bb" --list-full); do
+	for applet in $("$lsbb" --list-full); do
 		[[ $applet == bin/busybox ]] && continue
 		mkdir -p "$root/$(dirname "$applet")"
 		ln -sf /bin/busybox "$root/$applet"
@@ -57,5 +68,5 @@ chmod 0700 "$root/root"
 cp -a "$RECIPE/rootfs/." "$root/"
 chown -R 0:0 "$boot" "$root"
 
-mkoci -out "$OUT/tiny" -ref tiny -layer "$boot" -layer "$root"
+mkoci -out "$OUT/$NAME" -ref "$NAME" -arch "$ARCH" -layer "$boot" -layer "$root"
 rm -rf "$WORK"

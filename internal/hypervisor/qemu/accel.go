@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -23,10 +24,25 @@ const (
 	kvmAPIVersion    = 12
 )
 
-var tcgFallbackWarning sync.Once
+var tcgFallbackWarning, foreignWarning sync.Once
 
-// resolveAccel turns auto|kvm|tcg into the accelerator QEMU will use.
-func resolveAccel(want string) (string, error) {
+// resolveAccel turns auto|kvm|tcg into the accelerator QEMU will use for a guest of arch: a
+// guest of another architecture than the host's can only be emulated.
+func resolveAccel(want, arch string) (string, error) {
+	if _, err := archOf(arch); err != nil {
+		return "", err
+	}
+	if !native(arch) {
+		switch want {
+		case "", accelAuto, accelTCG:
+			foreignWarning.Do(func() {
+				slog.Warn(fmt.Sprintf("linux/%s guest on a linux/%s host: emulated under TCG (slow)", arch, runtime.GOARCH))
+			})
+			return accelTCG, nil
+		case accelKVM:
+			return "", fmt.Errorf("accel kvm: a linux/%s guest cannot run under KVM on this linux/%s host: use --accel tcg or auto", arch, runtime.GOARCH)
+		}
+	}
 	switch want {
 	case "", accelAuto:
 		if reason := KVMUnusable(); reason != "" {

@@ -32,6 +32,7 @@ const (
 // TAP devices (DebugCommand) instead of passing the open fds in NIC.Files (Start).
 type argBuilder struct {
 	spec       hypervisor.VMSpec
+	arch       archSpec
 	layout     layout
 	accel      string
 	tcgCacheMB int
@@ -50,13 +51,14 @@ type argBuilder struct {
 func (b *argBuilder) add(args ...string) { b.args = append(b.args, args...) }
 
 func (b *argBuilder) build() ([]string, []*os.File) {
+	b.arch, _ = archOf(b.spec.Arch) // checked by resolveAccel
 	s, l := b.spec, b.layout
 	name := s.Name
 	if name == "" {
 		name = s.ID
 	}
 	b.add("-name", "guest="+optEscape(name)+",debug-threads=on",
-		"-machine", "q35,memory-backend=ram",
+		"-machine", b.arch.machine+",memory-backend=ram",
 		"-nodefaults", "-no-user-config", "-display", "none", "-msg", "timestamp=on")
 	b.accelerator()
 	// maxcpus sizes the topology so a clone can hot-add vCPUs into the free slots.
@@ -111,7 +113,7 @@ func (b *argBuilder) accelerator() {
 		b.add("-accel", "kvm", "-cpu", cpu)
 		return
 	}
-	b.add("-accel", fmt.Sprintf("tcg,thread=multi,tb-size=%d", b.tcgCacheMB), "-cpu", "max")
+	b.add("-accel", fmt.Sprintf("tcg,thread=multi,tb-size=%d", b.tcgCacheMB), "-cpu", b.arch.tcgCPU)
 }
 
 func (b *argBuilder) boot() {

@@ -1,7 +1,9 @@
 package qemu
 
 import (
+	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -179,22 +181,53 @@ func TestValidateRejectsBadSpecs(t *testing.T) {
 }
 
 func TestResolveAccel(t *testing.T) {
-	if _, err := resolveAccel("hvf"); err == nil || !strings.Contains(err.Error(), "auto, kvm or tcg") {
+	if _, err := resolveAccel("hvf", ""); err == nil || !strings.Contains(err.Error(), "auto, kvm or tcg") {
 		t.Errorf("unknown accel: %v", err)
 	}
-	if got, err := resolveAccel("tcg"); got != accelTCG || err != nil {
+	if got, err := resolveAccel("tcg", ""); got != accelTCG || err != nil {
 		t.Errorf("tcg → %q, %v", got, err)
 	}
-	auto, err := resolveAccel("auto")
+	auto, err := resolveAccel("auto", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	forced, err := resolveAccel("kvm")
+	forced, err := resolveAccel("kvm", "")
 	if reason := KVMUnusable(); reason != "" {
 		if auto != accelTCG || err == nil || !strings.Contains(err.Error(), "use --accel tcg") {
 			t.Errorf("KVM unusable (%s): auto → %q, kvm → %v", reason, auto, err)
 		}
 	} else if auto != accelKVM || forced != accelKVM || err != nil {
 		t.Errorf("KVM usable: auto → %q, kvm → %q, %v", auto, forced, err)
+	}
+	// A guest of another architecture is emulated whatever KVM can do.
+	foreign := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if got, err := resolveAccel("auto", foreign); got != accelTCG || err != nil {
+		t.Errorf("auto for a %s guest → %q, %v; want tcg", foreign, got, err)
+	}
+	if _, err := resolveAccel("kvm", foreign); err == nil || !strings.Contains(err.Error(), "cannot run under KVM") {
+		t.Errorf("kvm for a %s guest: %v", foreign, err)
+	}
+	if _, err := resolveAccel("tcg", "riscv64"); err == nil || !strings.Contains(err.Error(), "not amd64 or arm64") {
+		t.Errorf("unknown arch: %v", err)
+	}
+}
+
+func TestArgsForArm64Guests(t *testing.T) {
+	s := baseSpec()
+	s.Arch, s.MaxCPUs = "arm64", 8
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256}
+	args, _ := ab.build()
+	if got := option(t, args, "-machine", ""); got != "virt,gic-version=3,memory-backend=ram" {
+		t.Errorf("-machine %s", got)
+	}
+	if got := option(t, args, "-cpu", ""); got != "cortex-a57" {
+		t.Errorf("-cpu %s", got)
+	}
+	// virt cannot hot-plug vCPUs, so no slots are reserved for them.
+	if got, want := option(t, args, "-smp", ""), fmt.Sprintf("cpus=%d,maxcpus=%d", s.CPUs, s.CPUs); got != want {
+		t.Errorf("-smp %s, want %s", got, want)
+	}
+	if b := New(Options{}); b.binaryFor("arm64") != "qemu-system-aarch64" || b.binaryFor("") != "qemu-system-x86_64" {
+		t.Errorf("binaries: %s, %s", b.binaryFor("arm64"), b.binaryFor(""))
 	}
 }

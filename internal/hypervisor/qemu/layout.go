@@ -17,7 +17,8 @@ import (
 // hot-added), so it is recorded in the run dir at every launch and change, and copied into
 // every state file, instead of being re-derived from the VM's current configuration.
 type layout struct {
-	Accel       string    `json:"accel"` // vCPU state of kvm and tcg differ
+	Arch        string    `json:"arch,omitempty"` // guest architecture; "" = amd64
+	Accel       string    `json:"accel"`          // vCPU state of kvm and tcg differ
 	BootCPUs    int       `json:"boot_cpus"`
 	MaxCPUs     int       `json:"max_cpus"`
 	HotCPUs     []hotCPU  `json:"hot_cpus,omitempty"`      // in plug order
@@ -78,11 +79,16 @@ func (l layout) cpus() int { return l.BootCPUs + len(l.HotCPUs) }
 // coldLayout is the machine a cold boot of spec gets.
 func coldLayout(spec hypervisor.VMSpec, accel string) layout {
 	l := layout{
-		Accel: accel, BootCPUs: spec.CPUs, MaxCPUs: maxCPUs(spec), MemoryBytes: spec.MemoryBytes,
-		MemSlots: memSlots, MaxMemBytes: maxMemFor(spec.MemoryBytes),
+		Arch: spec.Arch, Accel: accel, BootCPUs: spec.CPUs, MaxCPUs: maxCPUs(spec), MemoryBytes: spec.MemoryBytes,
 		RootPorts: len(spec.NICs) + spareRootPorts,
 		RAM:       ramLayout{File: ramPath(spec), Shared: true},
 		UEFI:      spec.Boot.Firmware != "", Balloon: spec.Balloon,
+	}
+	if spec.Arch == "" || spec.Arch == "amd64" { // pc-dimm hot-add: q35 only
+		l.MemSlots, l.MaxMemBytes = memSlots, maxMemFor(spec.MemoryBytes)
+	}
+	if a, _ := archOf(spec.Arch); len(a.hotCPU) == 0 {
+		l.MaxCPUs = spec.CPUs // no vCPU hot-plug on this machine type
 	}
 	queueSize := spec.DiskQueueSize
 	if queueSize == 0 {

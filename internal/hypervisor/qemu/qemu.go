@@ -99,7 +99,9 @@ func logPath(logDir string) string        { return filepath.Join(logDir, "qemu.l
 func consoleLogPath(logDir string) string { return filepath.Join(logDir, "console.log") }
 
 func (b *Backend) owner(runDir string) hypervisor.Owner {
-	return hypervisor.Owner{Binary: b.binary, Marker: qmpPath(runDir), PIDFile: pidPath(runDir)}
+	// The recorded layout says which QEMU binary runs the VM; none yet means no process either.
+	l, _ := readLayout(runDir)
+	return hypervisor.Owner{Binary: b.binaryFor(l.Arch), Marker: qmpPath(runDir), PIDFile: pidPath(runDir)}
 }
 
 // ConsoleSocket implements hypervisor.Backend: the serial port's unix socket.
@@ -117,7 +119,7 @@ func (b *Backend) Alive(vm hypervisor.VMRef) bool {
 
 // Start implements hypervisor.Backend.
 func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor.Process, error) {
-	accel, err := resolveAccel(spec.Accel)
+	accel, err := resolveAccel(spec.Accel, spec.Arch)
 	if err == nil {
 		err = b.validate(spec, false)
 	}
@@ -155,7 +157,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
 	}
 
-	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binary, args, false)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binaryFor(spec.Arch), args, false)+"\n"), 0o600); err != nil {
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
 	err := writeLayout(spec.RunDir, l)
@@ -173,7 +175,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 
 	log := logPath(spec.LogDir)
 	logStart := fileSize(log)
-	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binary, Args: args,
+	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binaryFor(spec.Arch), Args: args,
 		ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
 	if err == nil {
 		var c *qmpClient
@@ -322,7 +324,7 @@ func removeIfExists(path string) error {
 // DebugCommand implements hypervisor.Backend: the same argv Start uses, with TAP devices
 // named instead of passed as fds, so it runs from a shell.
 func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
-	accel, err := resolveAccel(spec.Accel)
+	accel, err := resolveAccel(spec.Accel, spec.Arch)
 	if err == nil {
 		err = b.validate(spec, true)
 	}
@@ -331,5 +333,5 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	}
 	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true}
 	args, _ := ab.build()
-	return shellJoin(b.binary, args, true), nil
+	return shellJoin(b.binaryFor(spec.Arch), args, true), nil
 }

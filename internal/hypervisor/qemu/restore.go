@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 // nothing is copied and clones of one snapshot share its page cache; without, RAM comes from
 // the stream into a fresh share=on file, so the new VM is again quick to snapshot.
 func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec, src hypervisor.SnapshotSource) (hypervisor.Process, error) {
-	accel, err := resolveAccel(spec.Accel)
+	accel, err := resolveAccel(spec.Accel, spec.Arch)
 	if err == nil {
 		err = b.validate(spec, false)
 	}
@@ -78,6 +79,8 @@ func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved 
 		return fmt.Errorf("balloon %v, the snapshot's VM had balloon %v", spec.Balloon, saved.Balloon)
 	case (spec.Boot.Firmware != "") != saved.UEFI:
 		return fmt.Errorf("UEFI boot %v, the snapshot's VM had UEFI boot %v", spec.Boot.Firmware != "", saved.UEFI)
+	case spec.Arch != saved.Arch:
+		return fmt.Errorf("the snapshot is of a linux/%s machine, not linux/%s: clone it onto its own platform", cmp.Or(saved.Arch, "amd64"), cmp.Or(spec.Arch, "amd64"))
 	case accel != saved.Accel:
 		return fmt.Errorf("the snapshot was taken under %s and cannot resume under %s: use --accel %s", saved.Accel, accel, saved.Accel)
 	}

@@ -22,10 +22,6 @@ const (
 	maxTopologyID  = 1 << 16
 )
 
-// hotCPUDrivers is the vCPU device type QEMU reports in query-hotpluggable-cpus for the
-// -cpu model used under each accelerator (see argBuilder.accelerator).
-var hotCPUDrivers = map[string]string{accelKVM: "host-x86_64-cpu", accelTCG: "max-x86_64-cpu"}
-
 // topologyProps are the CpuInstanceProperties QEMU may list for a vCPU slot.
 var topologyProps = map[string]bool{"node-id": true, "drawer-id": true, "book-id": true, "socket-id": true,
 	"die-id": true, "cluster-id": true, "module-id": true, "core-id": true, "thread-id": true}
@@ -64,8 +60,11 @@ func (l layout) validateMemory() error {
 
 // validate checks a layout read from a state file header.
 func (l layout) validate() error {
+	arch, err := archOf(l.Arch)
 	switch {
-	case hotCPUDrivers[l.Accel] == "":
+	case err != nil:
+		return err
+	case l.Accel != accelKVM && l.Accel != accelTCG:
 		return fmt.Errorf("accelerator %q is not %s or %s", l.Accel, accelKVM, accelTCG)
 	case l.BootCPUs < 1 || l.MaxCPUs < l.BootCPUs || l.MaxCPUs > maxVCPUs || l.cpus() > l.MaxCPUs:
 		return fmt.Errorf("%d boot + %d hot-added vCPUs of at most %d is out of range 1-%d", l.BootCPUs, len(l.HotCPUs), l.MaxCPUs, maxVCPUs)
@@ -81,7 +80,7 @@ func (l layout) validate() error {
 	}
 	ids := map[string]bool{}
 	for i, c := range l.HotCPUs {
-		if err := c.validate(l.Accel); err != nil {
+		if err := c.validate(l.Accel, arch.hotCPU[l.Accel]); err != nil {
 			return fmt.Errorf("hot-added vCPU %d: %w", i, err)
 		}
 		if ids[c.ID] {
@@ -105,8 +104,13 @@ func (l layout) validate() error {
 	return nil
 }
 
-func (c hotCPU) validate(accel string) error {
-	if want := hotCPUDrivers[accel]; c.Driver != want {
+// validate checks a hot-added vCPU; want is the machine's vCPU device type under accel ("" =
+// the machine has no vCPU hot-plug).
+func (c hotCPU) validate(accel, want string) error {
+	switch {
+	case want == "":
+		return fmt.Errorf("driver %q: this machine type cannot hot-add vCPUs", c.Driver)
+	case c.Driver != want:
 		return fmt.Errorf("driver %q is not the %s vCPU type %s", c.Driver, accel, want)
 	}
 	if !hotCPUIDRE.MatchString(c.ID) {

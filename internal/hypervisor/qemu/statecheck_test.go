@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,7 +126,7 @@ func FuzzReadStateHeader(f *testing.F) {
 			opt := optString(c.Driver, append([]prop{{"id", c.ID}}, sortedProps(c.Props)...))
 			for i, kv := range strings.Split(opt, ",") {
 				k, _, _ := strings.Cut(kv, "=")
-				if i == 0 && k != hotCPUDrivers[h.Layout.Accel] || i > 0 && k != "id" && !topologyProps[k] {
+				if i == 0 && k != arches[cmp.Or(h.Layout.Arch, "amd64")].hotCPU[h.Layout.Accel] || i > 0 && k != "id" && !topologyProps[k] {
 					t.Fatalf("accepted header puts %q on the command line (%s)", k, opt)
 				}
 			}

@@ -1,7 +1,9 @@
 package qemu
 
 import (
+	"cmp"
 	"fmt"
+	"os/exec"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
@@ -25,6 +27,9 @@ var limits = hypervisor.Limits{
 func (b *Backend) validate(s hypervisor.VMSpec, tapByName bool) error {
 	if err := s.Validate(b.Capabilities(), Name); err != nil {
 		return err
+	}
+	if _, err := exec.LookPath(b.binaryFor(s.Arch)); err != nil {
+		return fmt.Errorf("%s not found: install the %s package", b.binaryFor(s.Arch), arches[cmp.Or(s.Arch, "amd64")].pkg)
 	}
 	if p := qmpPath(s.RunDir); len(p) > maxSocketPath {
 		return fmt.Errorf("VM %s: socket path %s is %d bytes, over the %d-byte unix socket limit: use a shorter root dir",

@@ -33,6 +33,8 @@ type Source struct {
 	Digest string  // manifest digest ("sha256:…")
 	Origin string  // OriginRegistry or OriginImport
 	Layers []Layer // bottom → top
+	// Platform is the image's linux/ARCH; "" (imports) means the host's.
+	Platform string
 }
 
 // Add converts the layers of src that have no blob yet (all of them when force), checks that the
@@ -84,7 +86,7 @@ func (s *Store) Add(ctx context.Context, src Source, force bool) (*Entry, Stats,
 	if err != nil {
 		return nil, stats, err
 	}
-	entry := &Entry{Ref: src.Key, ManifestDigest: src.Digest, Origin: src.Origin}
+	entry := &Entry{Ref: src.Key, ManifestDigest: src.Digest, Origin: src.Origin, Platform: src.Platform}
 	for i := len(hexes) - 1; i >= 0; i-- {
 		kernel, initrd := s.bootFiles(hexes[i], results[hexes[i]])
 		if kernel && entry.KernelLayer == "" {

@@ -42,6 +42,7 @@ type Entry struct {
 	Size           int64         `json:"size"`
 	CreatedAt      time.Time     `json:"created_at"`
 	Origin         string        `json:"origin"`
+	Platform       string        `json:"platform,omitempty"` // linux/ARCH; "" = the host's
 }
 
 // LayerRecord names one layer by its DiffID ("sha256:<hex>").

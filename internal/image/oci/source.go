@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/cocoonstack/cocoon/internal/image/untar"
+	"github.com/cocoonstack/cocoon/internal/platform"
 )
 
 // parseRef parses an image reference the way Pull does.
@@ -39,23 +41,37 @@ func (s *Store) parseRef(ref string) (name.Reference, error) {
 	return r, nil
 }
 
-// Pull fetches ref (a tag or repo@sha256:… digest) for linux/GOARCH and stores it.
-func (s *Store) Pull(ctx context.Context, ref string, force bool) (*Entry, Stats, error) {
+// Pull fetches ref (a tag or repo@sha256:… digest) for plat (linux/ARCH, "" = the host's)
+// and stores it.
+func (s *Store) Pull(ctx context.Context, ref, plat string, force bool) (*Entry, Stats, error) {
 	r, err := s.parseRef(ref)
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	plat = platform.Or(plat)
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
-		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
 	}
 	if s.cfg.Transport != nil {
 		opts = append(opts, remote.WithTransport(s.cfg.Transport))
 	}
-	img, err := remote.Image(r, opts...)
+	img, err := remote.Image(r, append(opts, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: platform.Arch(plat)}))...)
+	if err != nil {
+		if strings.Contains(err.Error(), "no child with platform") {
+			return nil, Stats{}, fmt.Errorf("pull %s: no %s image in this manifest list (it has %s): pick another --platform or tag",
+				ref, plat, indexPlatforms(r, opts))
+		}
+		return nil, Stats{}, registryError(ref, r, err)
+	}
+	// A plain manifest (no index) is taken as is by remote.Image: check what it is built for.
+	cfg, err := img.ConfigFile()
 	if err != nil {
 		return nil, Stats{}, registryError(ref, r, err)
+	}
+	if cfg.Architecture != "" && "linux/"+cfg.Architecture != plat {
+		return nil, Stats{}, fmt.Errorf("pull %s: the image is %s/%s, not %s: pull it with --platform %s/%s",
+			ref, cfg.OS, cfg.Architecture, plat, cfg.OS, cfg.Architecture)
 	}
 	digest, err := img.Digest()
 	if err != nil {
@@ -65,7 +81,7 @@ func (s *Store) Pull(ctx context.Context, ref string, force bool) (*Entry, Stats
 	if err != nil {
 		return nil, Stats{}, registryError(ref, r, err)
 	}
-	src := Source{Key: r.String(), Digest: digest.String(), Origin: OriginRegistry}
+	src := Source{Key: r.String(), Digest: digest.String(), Origin: OriginRegistry, Platform: plat}
 	for _, l := range layers {
 		src.Layers = append(src.Layers, l)
 	}
@@ -101,10 +117,30 @@ func registryError(ref string, r name.Reference, err error) error {
 		return fmt.Errorf("pull %s: registry %s refused the connection: check that it runs and the address is right", ref, r.Context().RegistryStr())
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return fmt.Errorf("pull %s: registry %s speaks plain HTTP: pull with --insecure", ref, r.Context().RegistryStr())
-	case strings.Contains(err.Error(), "no child with platform"):
-		return fmt.Errorf("pull %s: no linux/%s image in this manifest list: pick another tag", ref, runtime.GOARCH)
 	}
 	return fmt.Errorf("pull %s: %s", ref, strings.ReplaceAll(err.Error(), "\n", " "))
+}
+
+// indexPlatforms lists the platforms of r's manifest list, for an error message.
+func indexPlatforms(r name.Reference, opts []remote.Option) string {
+	idx, err := remote.Index(r, opts...)
+	if err != nil {
+		return "no readable platform list"
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "no readable platform list"
+	}
+	var ps []string
+	for _, d := range im.Manifests {
+		if d.Platform != nil {
+			ps = append(ps, d.Platform.String())
+		}
+	}
+	if len(ps) == 0 {
+		return "no platforms listed"
+	}
+	return strings.Join(ps, ", ")
 }
 
 // Import stores an image tar read from r under name: a `docker save` tar, an OCI layout tar,
@@ -195,6 +231,14 @@ func tarSource(ctx context.Context, tarPath, sum, work string, maxBytes int64) (
 		return Source{}, fmt.Errorf("read image tar layers: %w", err)
 	}
 	src := Source{Digest: digest.String()}
+	// The image's own platform is recorded, so an arm64 image imported on an x86 host runs as arm64.
+	if cfg, err := img.ConfigFile(); err == nil && cfg.Architecture != "" {
+		p := cfg.OS + "/" + cfg.Architecture
+		if !slices.Contains(platform.All, p) {
+			return Source{}, fmt.Errorf("the image is %s: cocoon runs %s guests", p, strings.Join(platform.All, " and "))
+		}
+		src.Platform = p
+	}
 	for _, l := range layers {
 		src.Layers = append(src.Layers, l)
 	}
@@ -221,7 +265,8 @@ func tarNames(p string) (map[string]bool, error) {
 	}
 }
 
-// layoutImage unpacks an OCI layout tar and picks its linux/GOARCH (or only) image.
+// layoutImage unpacks an OCI layout tar and picks its linux/GOARCH image, or else its only
+// image of another supported platform.
 func layoutImage(ctx context.Context, tarPath, dir string, maxBytes int64) (v1.Image, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
@@ -238,17 +283,27 @@ func layoutImage(ctx context.Context, tarPath, dir string, maxBytes int64) (v1.I
 	if err != nil {
 		return nil, err
 	}
-	return pickImage(idx)
+	img, err := pickImage(idx, runtime.GOARCH)
+	if err != nil && strings.Contains(err.Error(), "has no linux/") {
+		for _, p := range platform.All {
+			if platform.Arch(p) != runtime.GOARCH {
+				if other, oerr := pickImage(idx, platform.Arch(p)); oerr == nil {
+					return other, nil
+				}
+			}
+		}
+	}
+	return img, err
 }
 
-func pickImage(idx v1.ImageIndex) (v1.Image, error) {
+func pickImage(idx v1.ImageIndex, arch string) (v1.Image, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, err
 	}
 	var found []v1.Image
 	for _, d := range im.Manifests {
-		if d.Platform != nil && (d.Platform.OS != "linux" || d.Platform.Architecture != runtime.GOARCH) {
+		if d.Platform != nil && (d.Platform.OS != "linux" || d.Platform.Architecture != arch) {
 			continue
 		}
 		switch {
@@ -263,7 +318,7 @@ func pickImage(idx v1.ImageIndex) (v1.Image, error) {
 			if err != nil {
 				return nil, err
 			}
-			img, err := pickImage(child)
+			img, err := pickImage(child, arch)
 			if err != nil {
 				return nil, err
 			}
@@ -272,7 +327,7 @@ func pickImage(idx v1.ImageIndex) (v1.Image, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("the OCI layout has no linux/%s image", runtime.GOARCH)
+		return nil, fmt.Errorf("the OCI layout has no linux/%s image", arch)
 	case 1:
 		return found[0], nil
 	}

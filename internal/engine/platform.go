@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/cocoonstack/cocoon/internal/image"
+	"github.com/cocoonstack/cocoon/internal/platform"
+)
+
+// vmPlatform decides a new VM's platform: the one asked for (which the image must have), or
+// the image's own. Cloud disks record no platform, so they run as asked (default: the host's).
+func vmPlatform(want string, img *image.Image) (string, error) {
+	if want == "" {
+		return platform.Or(img.Platform), nil
+	}
+	p, err := platform.Parse(want)
+	if err != nil {
+		return "", err
+	}
+	if img.Platform != "" && img.Platform != p {
+		return "", fmt.Errorf("image %s is %s, not %s: pull it with --platform %s", img.Ref, img.Platform, p, p)
+	}
+	return p, nil
+}
+
+// consoleDevice is the guest's serial console for the kernel command line.
+func consoleDevice(plat, hypervisorName string) string {
+	switch {
+	case hypervisorName == "cloud-hypervisor":
+		return "hvc0"
+	case plat == platform.ARM64:
+		return "ttyAMA0" // the virt machine's PL011 UART
+	}
+	return "ttyS0"
+}
+
+// firmware is the UEFI code and variables template for cloud images of plat.
+func (e *Engine) firmware(plat string) (code, vars string) {
+	if plat == platform.ARM64 {
+		return e.cfg.FirmwareCodeARM64, e.cfg.FirmwareVarsARM64
+	}
+	return e.cfg.FirmwareCode, e.cfg.FirmwareVars
+}
+
+// checkClonePlatform refuses a clone onto another platform than its snapshot's: the saved
+// machine (CPU registers, interrupt controller) only loads into the same machine type.
+func checkClonePlatform(want, snapName, snapPlatform string) error {
+	if want == "" {
+		return nil
+	}
+	p, err := platform.Parse(want)
+	if err != nil {
+		return err
+	}
+	if have := platform.Or(snapPlatform); have != p {
+		return fmt.Errorf("snapshot %s is %s and clones only onto %s, not %s: drop --platform or use a %s snapshot", snapName, have, have, p, p)
+	}
+	return nil
+}
