@@ -25,23 +25,11 @@ type NamedReader struct {
 // order give the same image. An image tar (`docker save`, OCI layout) is not a layer and is
 // refused: it is imported alone.
 func (s *Store) ImportLayers(ctx context.Context, imageName string, layers []NamedReader) (*Entry, Stats, error) {
-	act := s.Activity()
-	if err := act.RLock(ctx); err != nil {
-		return nil, Stats{}, err
-	}
-	defer act.Unlock() //nolint:errcheck
-	if err := os.MkdirAll(s.TempDir(), 0o750); err != nil {
-		return nil, Stats{}, fmt.Errorf("create temp dir: %w", err)
-	}
-	work, err := os.MkdirTemp(s.TempDir(), "import-")
-	if err != nil {
-		return nil, Stats{}, fmt.Errorf("create work dir: %w", err)
-	}
-	defer os.RemoveAll(work)
-	maxBytes, err := s.limit(work)
+	work, maxBytes, done, err := s.importWork(ctx)
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	defer done()
 	src := Source{Key: imageName, Origin: OriginImport}
 	all := sha256.New()
 	for i, l := range layers {
@@ -66,4 +54,30 @@ func (s *Store) ImportLayers(ctx context.Context, imageName string, layers []Nam
 		return nil, st, fmt.Errorf("import %s: %w", imageName, err)
 	}
 	return e, st, nil
+}
+
+// importWork takes the store's activity lock (so GC waits) and makes a work dir in the temp
+// dir, returning it with the bytes an import may expand to there and the function that
+// removes it and unlocks.
+func (s *Store) importWork(ctx context.Context) (work string, maxBytes int64, done func(), err error) {
+	act := s.Activity()
+	if err := act.RLock(ctx); err != nil {
+		return "", 0, nil, err
+	}
+	fail := func(err error) (string, int64, func(), error) {
+		act.Unlock() //nolint:errcheck
+		return "", 0, nil, err
+	}
+	if err := os.MkdirAll(s.TempDir(), 0o750); err != nil {
+		return fail(fmt.Errorf("create temp dir: %w", err))
+	}
+	work, err = os.MkdirTemp(s.TempDir(), "import-")
+	if err != nil {
+		return fail(fmt.Errorf("create work dir: %w", err))
+	}
+	if maxBytes, err = s.limit(work); err != nil {
+		os.RemoveAll(work)
+		return fail(err)
+	}
+	return work, maxBytes, func() { os.RemoveAll(work); act.Unlock() }, nil //nolint:errcheck
 }

@@ -146,23 +146,11 @@ func indexPlatforms(r name.Reference, opts []remote.Option) string {
 // Import stores an image tar read from r under name: a `docker save` tar, an OCI layout tar,
 // or a plain root filesystem tar (one layer). r must already be decompressed.
 func (s *Store) Import(ctx context.Context, imageName string, r io.Reader) (*Entry, Stats, error) {
-	act := s.Activity()
-	if err := act.RLock(ctx); err != nil {
-		return nil, Stats{}, err
-	}
-	defer act.Unlock() //nolint:errcheck
-	if err := os.MkdirAll(s.TempDir(), 0o750); err != nil {
-		return nil, Stats{}, fmt.Errorf("create temp dir: %w", err)
-	}
-	work, err := os.MkdirTemp(s.TempDir(), "import-")
-	if err != nil {
-		return nil, Stats{}, fmt.Errorf("create work dir: %w", err)
-	}
-	defer os.RemoveAll(work)
-	maxBytes, err := s.limit(work)
+	work, maxBytes, done, err := s.importWork(ctx)
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	defer done()
 	tarPath := filepath.Join(work, "image.tar")
 	sum, err := stage(r, tarPath, maxBytes)
 	if err != nil {
