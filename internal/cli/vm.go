@@ -15,7 +15,8 @@ import (
 func (a *app) vmCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "vm", Short: "Create, run and manage VMs"}
 	cmd.AddCommand(a.vmCreate("create", "Create a VM from an image", false), a.vmCreate("run", "Create and start a VM", true),
-		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug(), a.vmClone(), a.vmRestore(), a.vmStatus())
+		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug(), a.vmClone(), a.vmRestore(), a.vmStatus(),
+		a.vmExec())
 	return cmd
 }
 
@@ -44,6 +45,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.opts.Hypervisor, "hypervisor", "", "auto, qemu, cloud-hypervisor or firecracker (default from config: auto)")
 	fs.BoolVar(&f.fc, "fc", false, "use the Firecracker backend (same as --hypervisor firecracker)")
 	fs.StringVar(&f.opts.Accel, "accel", "", "QEMU accelerator: auto, kvm or tcg (default from config: auto)")
+	fs.BoolVar(&f.opts.NoAgent, "no-agent", false, "do not deliver the guest agent (vm exec, cp, port-forward)")
 }
 
 // options parses sizes and folds --fc into the hypervisor choice.
@@ -261,7 +263,14 @@ func (a *app) printVMTable(vms []engine.VM) error {
 
 func (a *app) vmInspect() *cobra.Command {
 	return a.inspectCommand("inspect VM", "Show detailed VM info (JSON, state as observed)", func(ctx context.Context, e *engine.Engine, ref string) (any, error) {
-		return e.InspectVM(ctx, ref)
+		vm, err := e.InspectVM(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			*engine.VM
+			Agent string `json:"agent"`
+		}{vm, e.AgentStatus(ctx, vm)}, nil
 	})
 }
 

@@ -210,6 +210,9 @@ func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, 
 			if err := e.fixDisk(vm, img, hd); err != nil {
 				return err
 			}
+			if d.Role == roleAgent {
+				topDown = append([]string{d.Serial}, topDown...)
+			}
 		}
 		vm.Disks = append(vm.Disks, hd)
 	}

@@ -36,6 +36,7 @@ type CreateOptions struct {
 	Windows       bool
 	Hypervisor    string // empty: config default
 	Accel         string // empty: config default
+	NoAgent       bool   // do not deliver the guest agent
 }
 
 const (
@@ -135,7 +136,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 		ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
 		Config: VMConfig{CPU: o.CPU, MaxCPU: max(o.CPU, runtime.NumCPU()), Memory: o.Memory, Storage: o.Storage, NICs: o.NICs, QueueSize: o.QueueSize,
 			DiskQueueSize: o.DiskQueueSize, Image: img.Ref, ImageDigest: img.Digest, ImageKind: string(img.Kind),
-			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel},
+			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel, NoAgent: o.NoAgent},
 		ImageBlobIDs: setOf(img.BlobIDs()),
 		RunDir:       filepath.Join(e.cfg.RunDir, id),
 		LogDir:       filepath.Join(e.cfg.LogDir, id),
@@ -149,7 +150,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, defaultName(o.Image)) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
 		{"create directories", func(context.Context) error { return mkdirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
-		{"prepare disks", func(context.Context) error { return e.prepareDisks(vm, img, o) }, nil},
+		{"prepare disks", func(ctx context.Context) error { return e.prepareDisks(ctx, vm, img, o) }, nil},
 		{"finalize", func(ctx context.Context) error { return e.finalize(ctx, vm) }, nil},
 	}
 	// The operation lock of the new ID keeps start, rm and gc away until creation is done.
@@ -216,23 +217,31 @@ func (e *Engine) finalize(ctx context.Context, vm *VM) error {
 }
 
 // prepareDisks makes the writable disks and the boot configuration for the image kind.
-func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
+func (e *Engine) prepareDisks(ctx context.Context, vm *VM, img *image.Image, o CreateOptions) error {
 	direct := !o.NoDirectIO
 	if direct && !disk.SupportsDirectIO(vm.RunDir) {
 		slog.Warn("run dir does not support O_DIRECT, writable disks use the page cache", "run_dir", vm.RunDir)
 		direct = false
 	}
 	if img.Kind == image.KindOCI {
-		return e.prepareOCI(vm, img, direct)
+		return e.prepareOCI(ctx, vm, img, direct)
 	}
 	return e.prepareCloud(vm, img, o, direct)
 }
 
-func (e *Engine) prepareOCI(vm *VM, img *image.Image, direct bool) error {
+func (e *Engine) prepareOCI(ctx context.Context, vm *VM, img *image.Image, direct bool) error {
 	serials := make([]string, len(img.Layers))
 	for i, l := range img.Layers { // bottom → top
 		serials[i] = fmt.Sprintf("cocoon-layer%d", i)
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serials[i], Role: "layer"})
+	}
+	if !vm.Config.NoAgent {
+		d, err := agentLayerDisk(ctx, vm)
+		if err != nil {
+			return err
+		}
+		vm.Disks = append(vm.Disks, d)
+		serials = append(serials, d.Serial) // the top layer
 	}
 	cow := filepath.Join(vm.RunDir, "cow.raw")
 	if err := disk.CreateRawExt4(cow, vm.Config.Storage, "cocoon-cow"); err != nil {

@@ -60,6 +60,7 @@ type VMConfig struct {
 	NoDirectIO    bool   `json:"no_direct_io,omitempty"`
 	Windows       bool   `json:"windows,omitempty"`
 	Accel         string `json:"accel,omitempty"`
+	NoAgent       bool   `json:"no_agent,omitempty"` // no guest agent delivered
 }
 
 // BootConfig is how the VM boots: a kernel (OCI images) or UEFI firmware (cloud images).

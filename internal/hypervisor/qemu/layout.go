@@ -27,6 +27,7 @@ type layout struct {
 	Balloon     bool        `json:"balloon"`
 	Disks       []diskQueue `json:"disks"`
 	NICs        []nicLayout `json:"nics"`
+	AgentPorts  int         `json:"agent_ports,omitempty"` // virtio-serial ports of the guest agent
 }
 
 // ramLayout is the file behind guest RAM. Shared (share=on) means the file is the RAM, so a
@@ -66,6 +67,9 @@ func coldLayout(spec hypervisor.VMSpec, accel string) layout {
 		Accel: accel, BootCPUs: spec.CPUs, MaxCPUs: maxCPUs(spec), MemoryBytes: spec.MemoryBytes,
 		RAM:  ramLayout{File: ramPath(spec), Shared: true},
 		UEFI: spec.Boot.Firmware != "", Balloon: spec.Balloon,
+	}
+	if spec.Agent {
+		l.AgentPorts = agentPorts
 	}
 	queueSize := spec.DiskQueueSize
 	if queueSize == 0 {

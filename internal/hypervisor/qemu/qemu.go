@@ -57,8 +57,9 @@ func New(o Options) *Backend {
 }
 
 var (
-	_ hypervisor.Backend     = (*Backend)(nil)
-	_ hypervisor.Snapshotter = (*Backend)(nil)
+	_ hypervisor.Backend      = (*Backend)(nil)
+	_ hypervisor.Snapshotter  = (*Backend)(nil)
+	_ hypervisor.AgentChannel = (*Backend)(nil)
 )
 
 // Name implements hypervisor.Backend.
@@ -153,6 +154,9 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
 	err := writeLayout(spec.RunDir, l)
+	if err == nil {
+		err = prepareAgentDir(spec.RunDir, l)
+	}
 	// The link marks the RAM file as this VM's own, to delete when it stops; a clone's RAM is
 	// its snapshot's file, which other clones share.
 	if err == nil && l.RAM.Shared {
@@ -281,6 +285,7 @@ func removeRuntime(runDir string) error {
 	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)} {
 		errs = append(errs, removeIfExists(p))
 	}
+	errs = append(errs, removeAgentSockets(runDir))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove runtime files in %s: %w", runDir, err)
 	}

@@ -33,6 +33,8 @@ type Options struct {
 	Whiteouts bool
 	// OnFile, when set, is called with the cleaned relative name of each regular file written.
 	OnFile func(name string)
+	// KeepRootMode leaves root's mode alone: root is an existing directory (vm cp), not a layer.
+	KeepRootMode bool
 }
 
 const (
@@ -66,8 +68,10 @@ func Extract(ctx context.Context, r io.Reader, root string, opts Options) error 
 	}
 	defer unix.Close(fd)
 	// A layer root is 0755 unless the tar has a "./" entry saying otherwise.
-	if err := unix.Fchmod(fd, 0o755); err != nil {
-		return fmt.Errorf("set mode of extraction root %s: %w", root, err)
+	if !opts.KeepRootMode {
+		if err := unix.Fchmod(fd, 0o755); err != nil {
+			return fmt.Errorf("set mode of extraction root %s: %w", root, err)
+		}
 	}
 	x := &extractor{rootFd: fd, opts: opts}
 	tr := tar.NewReader(r)
