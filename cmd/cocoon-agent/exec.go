@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoonstack/cocoon/internal/agent/proto"
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// outputGrace bounds how long output is still collected after the command exited, when a
-// background child it started keeps stdout or the terminal open.
+// outputGrace is how long empty output pipes are still watched after the command exited, for
+// a background child it started that keeps them open.
 const outputGrace = time.Second
 
 var signals = map[string]syscall.Signal{
@@ -118,7 +119,7 @@ func startExec(s *session, f *proto.Frame) {
 		s.finish(code)
 		return
 	}
-	cmd := &exec.Cmd{Path: path, Args: f.Argv, Dir: f.Dir, WaitDelay: outputGrace}
+	cmd := &exec.Cmd{Path: path, Args: f.Argv, Dir: f.Dir}
 	if cmd.Dir == "" {
 		cmd.Dir = acct.home
 		if st, err := os.Stat(cmd.Dir); err != nil || !st.IsDir() {
@@ -137,12 +138,27 @@ func startExec(s *session, f *proto.Frame) {
 		return
 	}
 	cmd.SysProcAttr = attr
-	cmd.Stdout = proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStdout, ID: s.id}
-	cmd.Stderr = proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStderr, ID: s.id}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		s.fail("exec: " + err.Error())
+		return
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		s.fail("exec: " + err.Error())
+		return
+	}
+	defer outR.Close()
+	defer errR.Close()
+	cmd.Stdout, cmd.Stderr = outW, errW
 	stdin, err := cmd.StdinPipe()
 	if err == nil {
 		err = cmd.Start()
 	}
+	outW.Close()
+	errW.Close()
 	if err != nil {
 		s.fail("exec " + f.Argv[0] + ": " + err.Error())
 		return
@@ -151,7 +167,63 @@ func startExec(s *session, f *proto.Frame) {
 	s.setHooks(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }, nil, func(name string) { signalGroup(pid, name) })
 	s.send(&proto.Frame{Type: proto.TypeStarted, PID: pid})
 	go s.pumpStdin(stdin, func() { stdin.Close() })
-	s.finish(exitCode(cmd.Wait(), cmd.ProcessState))
+	copied := make(chan struct{})
+	go func() {
+		done := make(chan struct{})
+		go func() { s.copyOut(proto.TypeStderr, errR); close(done) }()
+		s.copyOut(proto.TypeStdout, outR)
+		<-done
+		close(copied)
+	}()
+	err = cmd.Wait()
+	drainAfterExit(copied, outR, errR)
+	s.finish(exitCode(err, cmd.ProcessState))
+}
+
+// copyOut sends everything read from r as frames of type typ.
+func (s *session) copyOut(typ string, r io.Reader) {
+	_, _ = io.Copy(proto.StreamWriter{W: sessionWriter{s}, Type: typ, ID: s.id}, r)
+}
+
+// drainAfterExit waits until the output copies end (copied closes). Output still buffered is
+// always sent; but when the pipes are empty for outputGrace after the command exited, a
+// background child still holding them open is not waited for (docker exec would hang).
+func drainAfterExit(copied <-chan struct{}, files ...*os.File) {
+	emptySince := time.Time{}
+	for {
+		select {
+		case <-copied:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if !allEmpty(files) {
+			emptySince = time.Time{}
+			continue
+		}
+		if emptySince.IsZero() {
+			emptySince = time.Now()
+		}
+		if time.Since(emptySince) >= outputGrace {
+			for _, f := range files {
+				_ = f.SetReadDeadline(time.Now())
+			}
+		}
+	}
+}
+
+func allEmpty(files []*os.File) bool {
+	for _, f := range files {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return true
+		}
+		n := 0
+		_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+		if n > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func runTTY(s *session, f *proto.Frame, cmd *exec.Cmd, attr *syscall.SysProcAttr) {
@@ -169,15 +241,11 @@ func runTTY(s *session, f *proto.Frame, cmd *exec.Cmd, attr *syscall.SysProcAttr
 		func(rows, cols uint16) { _ = pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols}) },
 		func(name string) { signalGroup(pid, name) })
 	s.send(&proto.Frame{Type: proto.TypeStarted, PID: pid})
-	out := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStdout, ID: s.id}, ptmx)
-		close(out)
-	}()
+	copied := make(chan struct{})
+	go func() { s.copyOut(proto.TypeStdout, ptmx); close(copied) }()
 	go s.pumpStdin(ptmx, func() {}) // a closed stdin leaves the terminal open, as docker does
 	err = cmd.Wait()
-	_ = ptmx.SetReadDeadline(time.Now().Add(outputGrace))
-	<-out
+	drainAfterExit(copied, ptmx)
 	ptmx.Close()
 	s.finish(exitCode(err, cmd.ProcessState))
 }

@@ -15,8 +15,14 @@ import (
 )
 
 // A virtio-serial port reads EOF while no host client is connected, and the kernel sends
-// SIGIO (to fasync owners) when a host connects or disconnects. So each idle port waits for a
-// wake-up (SIGIO, or a slow tick in case one was missed) and then tries to read again.
+// SIGIO (to fasync owners) when a host connects or disconnects. So a port that reads EOF waits
+// for a wake-up (SIGIO, or a slow tick in case one was missed) and then tries to read again.
+//
+// An EOF does not prove the session's host is gone: the guest learns of a disconnect and the
+// next client's connect on the control queue, and that client's data on the port's own queue,
+// so the next client's request can be read before the previous client's disconnect is seen.
+// A session is therefore only ended when the port stays disconnected for hostGoneAfter, or
+// when a new request arrives.
 type waker struct {
 	mu sync.Mutex
 	ch chan struct{}
@@ -99,9 +105,5 @@ func servePort(name, dev string, w *waker) {
 		}
 	}
 	log.Printf("serving %s on %s", name, dev)
-	for {
-		next := w.wait()
-		serveStream(f, f)
-		<-next
-	}
+	serveStream(name, f, f, w)
 }

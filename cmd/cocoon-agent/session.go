@@ -7,6 +7,7 @@ import (
 	"log"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cocoonstack/cocoon/internal/agent/proto"
 )
@@ -94,24 +95,32 @@ func (s *session) pumpStdin(w io.Writer, closeFn func()) {
 	}
 }
 
-// serveStream serves sessions on one stream until it ends: on virtio-serial, until the host
-// client disconnects (a new client then gets a new stream); on vsock, one connection.
-func serveStream(r io.Reader, w io.Writer) {
+// hostGoneAfter is how long a port must read EOF before its session is ended.
+const hostGoneAfter = 2 * time.Second
+
+// serveStream serves sessions on one virtio-serial port, forever.
+func serveStream(name string, r io.Reader, w io.Writer, wake *waker) {
 	pr, pw := proto.NewReader(r), proto.NewWriter(w)
 	var cur *session
-	defer func() {
-		if cur != nil {
-			cur.abort()
-		}
-	}()
+	var gone time.Time // when the port started reading EOF
 	for {
+		next := wake.wait()
 		f, err := pr.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				log.Printf("read: %v", err)
+				log.Printf("%s: read: %v", name, err)
 			}
-			return
+			if gone.IsZero() {
+				gone = time.Now()
+			}
+			if cur != nil && time.Since(gone) >= hostGoneAfter {
+				cur.abort()
+				cur = nil
+			}
+			<-next
+			continue
 		}
+		gone = time.Time{}
 		if f == nil {
 			continue
 		}

@@ -91,44 +91,40 @@ func (f *Frame) IsRequest() bool {
 // ErrLineTooLong is returned for a frame over MaxLine.
 var ErrLineTooLong = errors.New("agent frame exceeds 1 MiB")
 
-// Reader reads frames.
-type Reader struct{ br *bufio.Reader }
+// Reader reads frames. A line cut by EOF is kept: reading again after EOF continues it (a
+// virtio-serial port reads EOF between host clients, and sometimes spuriously within one).
+type Reader struct {
+	br   *bufio.Reader
+	line []byte
+}
 
 // NewReader wraps r.
 func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 64<<10)} }
 
 // Next returns the next frame. A line that is not a JSON frame (the tail of a line cut off by a
 // previous session, a blank line) comes back as a nil frame and a nil error, for the caller
-// to skip; io.EOF means the stream ended.
+// to skip; io.EOF means the stream ended (for now).
 func (r *Reader) Next() (*Frame, error) {
-	line, err := r.readLine()
-	if err != nil {
-		if errors.Is(err, io.EOF) && len(line) > 0 {
-			return nil, io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	var f Frame
-	if json.Unmarshal(line, &f) != nil || f.Type == "" {
-		return nil, nil
-	}
-	return &f, nil
-}
-
-func (r *Reader) readLine() ([]byte, error) {
-	var buf []byte
 	for {
 		chunk, err := r.br.ReadSlice('\n')
-		if len(buf)+len(chunk) > MaxLine {
+		if len(r.line)+len(chunk) > MaxLine {
+			r.line = r.line[:0] // the line's rest reads as a line that does not parse
 			return nil, ErrLineTooLong
 		}
-		buf = append(buf, chunk...)
-		if err == nil {
-			return buf[:len(buf)-1], nil
+		r.line = append(r.line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
 		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return buf, err
+		if err != nil {
+			return nil, err
 		}
+		line := r.line[:len(r.line)-1]
+		r.line = r.line[:0]
+		var f Frame
+		if json.Unmarshal(line, &f) != nil || f.Type == "" {
+			return nil, nil
+		}
+		return &f, nil
 	}
 }
 
