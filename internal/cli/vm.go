@@ -16,7 +16,7 @@ func (a *app) vmCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "vm", Short: "Create, run and manage VMs"}
 	cmd.AddCommand(a.vmCreate("create", "Create a VM from an image", false), a.vmCreate("run", "Create and start a VM", true),
 		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug(), a.vmClone(), a.vmRestore(), a.vmStatus(),
-		a.vmExec())
+		a.vmExec(), a.vmCp(), a.vmPortForward(), a.vmLogs())
 	return cmd
 }
 

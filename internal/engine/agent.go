@@ -116,3 +116,20 @@ func (e *Engine) AgentStatus(ctx context.Context, vm *VM) string {
 	}
 	return AgentConnected
 }
+
+// ConsoleLogPath is the file holding a VM's console output (it works for any guest).
+func (e *Engine) ConsoleLogPath(ctx context.Context, ref string) (string, *VM, error) {
+	vm, err := e.InspectVM(ctx, ref)
+	if err != nil {
+		return "", nil, err
+	}
+	b, err := e.backendOf(vm)
+	if err != nil {
+		return "", vm, err
+	}
+	cl, ok := b.(hypervisor.ConsoleLogger)
+	if !ok {
+		return "", vm, fmt.Errorf("hypervisor %s keeps no console log for VM %s", b.Name(), vm.Name)
+	}
+	return cl.ConsoleLog(vm.LogDir), vm, nil
+}

@@ -147,3 +147,9 @@ type AgentChannel interface {
 	// DialAgent opens a stream for one agent session; closing it ends the session.
 	DialAgent(ctx context.Context, vm VMRef) (io.ReadWriteCloser, error)
 }
+
+// ConsoleLogger is implemented by backends that record the guest console to a file.
+type ConsoleLogger interface {
+	// ConsoleLog is the console log of the VM whose log dir is logDir.
+	ConsoleLog(logDir string) string
+}

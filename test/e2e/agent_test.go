@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -8,7 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -115,6 +120,131 @@ func checkExecBasics(t *testing.T, env *harness.Env, vm string) {
 	}
 }
 
+// checkTTY drives `vm exec -t -i` through a PTY: the guest sees a terminal of the PTY's size,
+// Ctrl-C interrupts the foreground command, and the shell's exit code comes back.
+func checkTTY(t *testing.T, env *harness.Env, vm string) {
+	c := env.StartPTY("vm", "exec", "-t", "-i", vm, "--", "sh")
+	c.Send("stty size; tty\r")
+	pos := c.Expect(0, "40 120", time.Minute)
+	pos = c.Expect(pos, "/dev/pts/", 30*time.Second)
+	c.Send("sleep 600\r")
+	time.Sleep(2 * time.Second)
+	c.Send("\x03") // an interactive shell drops the rest of an interrupted line
+	c.Send("echo rc-$?\r")
+	pos = c.Expect(pos, "rc-130", 30*time.Second)
+	c.Send("exit 5\r")
+	var ee *exec.ExitError
+	if err := c.Wait(time.Minute); !errors.As(err, &ee) || ee.ExitCode() != 5 {
+		t.Fatalf("tty session exit: %v, want exit status 5", err)
+	}
+}
+
+// checkCopy copies a tree into the VM and back out, and compares contents, modes and mtimes.
+func checkCopy(t *testing.T, env *harness.Env, vm string) {
+	src := t.TempDir()
+	tree := filepath.Join(src, "tree")
+	mustWrite := func(p string, data []byte, mode os.FileMode) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := make([]byte, 3<<20)
+	_, _ = rand.Read(big)
+	mustWrite(filepath.Join(tree, "a.txt"), []byte("hello\n"), 0o640)
+	mustWrite(filepath.Join(tree, "sub", "deeper", "big.bin"), big, 0o600)
+	mustWrite(filepath.Join(tree, "sub", "run.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755)
+	if err := os.Symlink("a.txt", filepath.Join(tree, "link")); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(filepath.Join(tree, "a.txt"), old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	env.MustRun("vm", "cp", tree, vm+":/tmp/copied") // created as /tmp/copied
+	env.MustRun("vm", "cp", filepath.Join(tree, "a.txt"), vm+":/tmp")
+	out, _, code := execResult(t, env, nil, "vm", "exec", vm, "--", "sh", "-c",
+		"cat /tmp/copied/a.txt /tmp/a.txt; stat -c '%a %Y' /tmp/copied/a.txt /tmp/copied/sub/run.sh; readlink /tmp/copied/link; ls -ld /tmp | cut -c1-10")
+	want := fmt.Sprintf("hello\nhello\n640 %d\n755 ", old.Unix())
+	if code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, "\na.txt\ndrwxrwxrwt") {
+		t.Fatalf("tree in the guest: code %d\n%s\nwant prefix %q, link a.txt and /tmp still 1777", code, out, want)
+	}
+
+	dst := t.TempDir()
+	env.MustRun("vm", "cp", vm+":/tmp/copied", filepath.Join(dst, "back"))
+	for _, rel := range []string{"a.txt", "sub/deeper/big.bin", "sub/run.sh"} {
+		a, _ := os.ReadFile(filepath.Join(tree, rel))
+		b, err := os.ReadFile(filepath.Join(dst, "back", rel))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs after the round trip (err %v)", rel, err)
+		}
+		sa, _ := os.Stat(filepath.Join(tree, rel))
+		sb, _ := os.Stat(filepath.Join(dst, "back", rel))
+		if sa.Mode() != sb.Mode() || !sa.ModTime().Equal(sb.ModTime()) {
+			t.Fatalf("%s: mode/mtime %v %v, want %v %v", rel, sb.Mode(), sb.ModTime(), sa.Mode(), sa.ModTime())
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "back", "link")); err != nil || l != "a.txt" {
+		t.Fatalf("symlink back: %q %v", l, err)
+	}
+
+	// '-': a tar on stdout, and a tar from stdin into an existing directory.
+	tarOut, _, code := execResult(t, env, nil, "vm", "cp", vm+":/tmp/copied/sub", "-")
+	if code != 0 || !bytes.Contains([]byte(tarOut), []byte("sub/deeper/big.bin")) {
+		t.Fatalf("cp to stdout: code %d, %d bytes", code, len(tarOut))
+	}
+	if _, errOut, code := execResult(t, env, []byte(tarOut), "vm", "cp", "-", vm+":/root"); code != 0 {
+		t.Fatalf("cp from stdin: code %d: %s", code, errOut)
+	}
+	if out, _, _ := execResult(t, env, nil, "vm", "exec", vm, "--", "cat", "/root/sub/run.sh"); out != "#!/bin/sh\necho hi\n" {
+		t.Fatalf("cp from stdin: run.sh is %q", out)
+	}
+	env.MustFail("is not a directory", "vm", "cp", "-", vm+":/tmp/a.txt")
+	env.MustFail("exactly one of SRC and DST", "vm", "cp", tree, dst)
+}
+
+// checkPortForward serves a page from inside the guest on 127.0.0.1:8080 and fetches it through
+// `vm port-forward`.
+func checkPortForward(t *testing.T, env *harness.Env, vm string) {
+	if _, errOut, code := execResult(t, env, nil, "vm", "exec", vm, "--", "sh", "-c",
+		"mkdir -p /tmp/www && echo served-from-guest >/tmp/www/index.html && httpd -p 127.0.0.1:8080 -h /tmp/www"); code != 0 {
+		t.Fatalf("start guest httpd: code %d: %s", code, errOut)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := env.Cmd(ctx, "vm", "port-forward", vm, "0:8080")
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = c.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("port-forward printed no address: %v", err)
+	}
+	addr := strings.Fields(strings.TrimPrefix(line, "Forwarding from "))[0]
+	for i := range 3 { // several connections, one after another
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("GET %d through port-forward: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "served-from-guest\n" {
+			t.Fatalf("GET %d through port-forward: %q", i, body)
+		}
+	}
+}
+
 func TestAgentTiny(t *testing.T) {
 	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
 	env := harness.NewEnv(t)
@@ -123,6 +253,17 @@ func TestAgentTiny(t *testing.T) {
 	env.MustRun("vm", "run", "--name", "a1", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
 	waitAgent(t, env, "a1", bootTimeout)
 	checkExecBasics(t, env, "a1")
+	checkTTY(t, env, "a1")
+	checkCopy(t, env, "a1")
+	checkPortForward(t, env, "a1")
+
+	// vm logs: the console log, whole or its tail; no agent involved.
+	if out := env.MustRun("vm", "logs", "a1"); !strings.Contains(out, "COCOON-READY hostname=a1") {
+		t.Fatalf("vm logs lacks the ready line:\n%s", tail(out))
+	}
+	if out := env.MustRun("vm", "logs", "--tail", "2", "a1"); strings.Count(out, "\n") > 2 || strings.Contains(out, "COCOON-READY") {
+		t.Fatalf("vm logs --tail 2 printed:\n%s", out)
+	}
 
 	// A VM without an agent fails fast and says why; so does a stopped one.
 	env.MustRun("vm", "create", "--name", "plain", "--nics", "0", "--cpu", "1", "--memory", "512M", "--no-agent", ref)

@@ -70,7 +70,7 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 		return s, nil
 	case <-t.C:
 		s.Close()
-		return nil, fmt.Errorf("the guest agent did not answer within %s (session %s, %v)", StartTimeout, s.id, conn)
+		return nil, fmt.Errorf("the guest agent did not answer within %s", StartTimeout)
 	case <-ctx.Done():
 		s.Close()
 		return nil, ctx.Err()

@@ -57,9 +57,10 @@ func New(o Options) *Backend {
 }
 
 var (
-	_ hypervisor.Backend      = (*Backend)(nil)
-	_ hypervisor.Snapshotter  = (*Backend)(nil)
-	_ hypervisor.AgentChannel = (*Backend)(nil)
+	_ hypervisor.Backend       = (*Backend)(nil)
+	_ hypervisor.Snapshotter   = (*Backend)(nil)
+	_ hypervisor.AgentChannel  = (*Backend)(nil)
+	_ hypervisor.ConsoleLogger = (*Backend)(nil)
 )
 
 // Name implements hypervisor.Backend.
@@ -100,6 +101,9 @@ func (b *Backend) owner(runDir string) hypervisor.Owner {
 
 // ConsoleSocket implements hypervisor.Backend: the serial port's unix socket.
 func (b *Backend) ConsoleSocket(vm hypervisor.VMRef) string { return consolePath(vm.RunDir) }
+
+// ConsoleLog implements hypervisor.ConsoleLogger: QEMU logs the serial port in full.
+func (b *Backend) ConsoleLog(logDir string) string { return consoleLogPath(logDir) }
 
 // Alive implements hypervisor.Backend.
 func (b *Backend) Alive(vm hypervisor.VMRef) bool {
