@@ -10,6 +10,7 @@ import (
 
 	"github.com/cocoonstack/cocoon/internal/agent/client"
 	"github.com/cocoonstack/cocoon/internal/agent/layer"
+	"github.com/cocoonstack/cocoon/internal/cloudinit"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
 )
@@ -55,6 +56,23 @@ func agentLayerDisk(ctx context.Context, vm *VM) (hypervisor.Disk, error) {
 		return hypervisor.Disk{}, fmt.Errorf("build guest agent layer for %s: %w", vm.Name, err)
 	}
 	return hypervisor.Disk{Path: p, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: agentSerial, Role: roleAgent}, nil
+}
+
+// cloudAgentDir is where cloud guests mount the agent layer.
+const cloudAgentDir = "/opt/cocoon-agent"
+
+// addCloudAgent attaches the agent layer to a cloud VM (every boot) and has cloud-init mount it
+// through fstab and enable a unit running the agent from it; the binary is never copied into
+// the guest's disk, so what runs is always the layer the VM was created with.
+func addCloudAgent(ctx context.Context, vm *VM, sd *cloudinit.Seed) error {
+	d, err := agentLayerDisk(ctx, vm)
+	if err != nil {
+		return err
+	}
+	vm.Disks = append(vm.Disks, d)
+	sd.Mounts = append(sd.Mounts, cloudinit.Mount{Serial: d.Serial, MountPoint: cloudAgentDir, FSType: "erofs", ReadOnly: true})
+	sd.Units = append(sd.Units, cloudinit.Unit{Name: layer.UnitName, Content: layer.CloudUnit(cloudAgentDir)})
+	return nil
 }
 
 // AgentDialer returns a dialer for the guest agent of a running VM, after checking that the

@@ -226,7 +226,7 @@ func (e *Engine) prepareDisks(ctx context.Context, vm *VM, img *image.Image, o C
 	if img.Kind == image.KindOCI {
 		return e.prepareOCI(ctx, vm, img, direct)
 	}
-	return e.prepareCloud(vm, img, o, direct)
+	return e.prepareCloud(ctx, vm, img, o, direct)
 }
 
 func (e *Engine) prepareOCI(ctx context.Context, vm *VM, img *image.Image, direct bool) error {
@@ -270,15 +270,21 @@ func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
 	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
 }
 
-func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions, direct bool) error {
+func (e *Engine) prepareCloud(ctx context.Context, vm *VM, img *image.Image, o CreateOptions, direct bool) error {
 	overlay := filepath.Join(vm.RunDir, "overlay.qcow2")
 	if err := disk.CreateQcow2Overlay(overlay, img.BlobPath, max(vm.Config.Storage, img.VirtualSize)); err != nil {
 		return fmt.Errorf("create overlay disk for %s: %w", vm.Name, err)
 	}
 	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
 	if !o.Windows {
+		sd := cloudSeed(vm, o.User, o.Password, e.cfg.DNS)
+		if !vm.Config.NoAgent {
+			if err := addCloudAgent(ctx, vm, &sd); err != nil {
+				return err
+			}
+		}
 		seed := filepath.Join(vm.RunDir, "cidata.img")
-		if err := cloudinit.WriteImage(seed, cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
+		if err := cloudinit.WriteImage(seed, sd); err != nil {
 			return fmt.Errorf("create cloud-init seed for %s: %w", vm.Name, err)
 		}
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: seed, Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})

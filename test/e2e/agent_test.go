@@ -265,6 +265,40 @@ func TestAgentTiny(t *testing.T) {
 		t.Fatalf("vm logs --tail 2 printed:\n%s", out)
 	}
 
+	// Snapshot with a session running, clone: the clone's agent answers at once, and the
+	// session it inherited (its host side is gone) is ended, while the source's goes on.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bg := env.Cmd(ctx, "vm", "exec", "a1", "--", "sleep", "600")
+	if err := bg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer bg.Wait() //nolint:errcheck
+	countSleep := func(vm string) string {
+		out, _, _ := execResult(t, env, nil, "vm", "exec", vm, "--", "sh", "-c", "ps | grep -c '[s]leep 600'")
+		return strings.TrimSpace(out)
+	}
+	for deadline := time.Now().Add(time.Minute); countSleep("a1") != "1"; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatal("background exec session did not start in a1")
+		}
+	}
+	env.MustRun("snapshot", "save", "--name", "a1-snap", "a1")
+	env.MustRun("vm", "clone", "--name", "a1c", "a1-snap")
+	if out, errOut, code := execResult(t, env, nil, "vm", "exec", "a1c", "--", "cat", "/tmp/copied/a.txt"); code != 0 || out != "hello\n" {
+		t.Fatalf("exec in the clone right after clone: code %d stdout %q stderr %q", code, out, errOut)
+	}
+	for deadline := time.Now().Add(time.Minute); countSleep("a1c") != "0"; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatal("the clone kept the source's exec session running")
+		}
+	}
+	if n := countSleep("a1"); n != "1" {
+		t.Fatalf("source's exec session gone after the snapshot (count %s)", n)
+	}
+	cancel()
+	env.MustRun("vm", "rm", "--force", "a1c")
+
 	// A VM without an agent fails fast and says why; so does a stopped one.
 	env.MustRun("vm", "create", "--name", "plain", "--nics", "0", "--cpu", "1", "--memory", "512M", "--no-agent", ref)
 	if r := env.MustFail("no guest agent in VM plain: it was created with --no-agent", "vm", "exec", "plain", "--", "true"); !strings.Contains(r.Err.Error(), "125") {
@@ -273,4 +307,21 @@ func TestAgentTiny(t *testing.T) {
 	env.MustFail("no guest agent in VM plain", "vm", "exec", "plain", "--", "true")
 	env.MustRun("vm", "stop", "a1")
 	env.MustFail("no guest agent in VM a1: the VM is stopped, not running", "vm", "exec", "a1", "--", "true")
+}
+
+func TestAgentDebianSystemd(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	layout := harness.RequireImage(t, "debian")
+	env := harness.NewEnv(t)
+	ref := harness.NewRegistry(t).PushLayout(layout, "cocoon/debian:12")
+	env.MustRun("image", "pull", ref)
+
+	env.MustRun("vm", "run", "--name", "deb", "--nics", "0", "--cpu", "2", "--memory", "1G", ref)
+	waitAgent(t, env, "deb", 6*time.Minute)
+	if out, _, code := execResult(t, env, nil, "vm", "exec", "deb", "--", "systemctl", "is-active", "cocoon-agent"); code != 0 || out != "active\n" {
+		t.Fatalf("cocoon-agent.service: code %d %q", code, out)
+	}
+	checkExecBasics(t, env, "deb")
+	checkTTY(t, env, "deb")
+	checkCopy(t, env, "deb")
 }

@@ -25,7 +25,7 @@ import (
 // Paths inside the guest.
 const (
 	GuestBinary = "/usr/libexec/cocoon/cocoon-agent"
-	unitName    = "cocoon-agent.service"
+	UnitName    = "cocoon-agent.service"
 )
 
 // Unit is the systemd service that runs the agent. No default dependencies, so it starts as
@@ -46,6 +46,24 @@ KillMode=process
 [Install]
 WantedBy=multi-user.target
 `
+
+// CloudUnit runs the agent from the layer mounted at dir (cloud images, where cloud-init
+// mounts it through fstab).
+func CloudUnit(dir string) string {
+	return `[Unit]
+Description=Cocoon guest agent (vm exec, cp, port-forward)
+RequiresMountsFor=` + dir + `
+
+[Service]
+ExecStart=` + dir + GuestBinary + `
+Restart=always
+RestartSec=1
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+`
+}
 
 const profile = `# ~/.profile: executed by Bourne-compatible login shells.
 # From cocoon's agent layer: starts the guest agent on guests without systemd.
@@ -76,9 +94,9 @@ func Build(ctx context.Context, binary, out string) error {
 		{path: strings.TrimPrefix(GuestBinary, "/"), mode: 0o755, from: binary},
 		{path: "etc", mode: os.ModeDir | 0o755}, {path: "etc/systemd", mode: os.ModeDir | 0o755},
 		{path: "etc/systemd/system", mode: os.ModeDir | 0o755},
-		{path: "etc/systemd/system/" + unitName, mode: 0o644, data: Unit},
+		{path: "etc/systemd/system/" + UnitName, mode: 0o644, data: Unit},
 		{path: "etc/systemd/system/multi-user.target.wants", mode: os.ModeDir | 0o755},
-		{path: "etc/systemd/system/multi-user.target.wants/" + unitName, mode: os.ModeSymlink, data: "/etc/systemd/system/" + unitName},
+		{path: "etc/systemd/system/multi-user.target.wants/" + UnitName, mode: os.ModeSymlink, data: "/etc/systemd/system/" + UnitName},
 		{path: "root", mode: os.ModeDir | 0o700},
 		{path: "root/.profile", mode: 0o644, data: profile},
 	}
