@@ -325,3 +325,34 @@ func TestAgentDebianSystemd(t *testing.T) {
 	checkTTY(t, env, "deb")
 	checkCopy(t, env, "deb")
 }
+
+func TestAgentCloudImage(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "qemu-img", "mkfs.erofs")
+	qcow := harness.RequireImage(t, "cloud.qcow2")
+	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE.fd"); err != nil {
+		t.Skip("OVMF firmware not found: install ovmf (make deps)")
+	}
+	env := harness.NewEnv(t)
+	url := harness.ServeFile(t, qcow)
+	env.MustRun("image", "pull", url)
+
+	env.MustRun("vm", "run", "--name", "cl", "--nics", "0", "--cpu", "2", "--memory", "1G", url)
+	waitAgent(t, env, "cl", 12*time.Minute)
+	out, errOut, code := execResult(t, env, nil, "vm", "exec", "cl", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+	if out != "out\n" || errOut != "err\n" || code != 3 {
+		t.Fatalf("exec: stdout %q stderr %q code %d", out, errOut, code)
+	}
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	if out, _, code := execResult(t, env, data, "vm", "exec", "-i", "cl", "--", "sha256sum"); code != 0 || !strings.HasPrefix(out, fmt.Sprintf("%x", sha256.Sum256(data))) {
+		t.Fatalf("stdin checksum in the guest: code %d %q", code, out)
+	}
+
+	// The second boot has no cidata; the agent comes back from fstab and the enabled unit.
+	env.MustRun("vm", "stop", "cl")
+	env.MustRun("vm", "start", "cl")
+	waitAgent(t, env, "cl", 12*time.Minute)
+	if out, _, code := execResult(t, env, nil, "vm", "exec", "cl", "--", "hostname"); code != 0 || out != "cl\n" {
+		t.Fatalf("exec after restart: code %d %q", code, out)
+	}
+}
