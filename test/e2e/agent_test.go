@@ -23,7 +23,7 @@ import (
 )
 
 // waitAgent waits until vm inspect reports the guest agent connected.
-func waitAgent(t *testing.T, env *harness.Env, name string, timeout time.Duration) {
+func waitAgent(t testing.TB, env *harness.Env, name string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -42,7 +42,7 @@ func waitAgent(t *testing.T, env *harness.Env, name string, timeout time.Duratio
 }
 
 // execResult runs cocoon with stdin and returns stdout, stderr and the exit code.
-func execResult(t *testing.T, env *harness.Env, stdin []byte, args ...string) (string, string, int) {
+func execResult(t testing.TB, env *harness.Env, stdin []byte, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -305,7 +305,33 @@ func TestAgentTiny(t *testing.T) {
 		t.Fatalf("no-agent exec exit: %v, want 125", r.Err)
 	}
 	env.MustFail("no guest agent in VM plain", "vm", "exec", "plain", "--", "true")
-	env.MustRun("vm", "stop", "a1")
+	// A guest killed mid-session: the exec ends at once with a clear error, no hang.
+	var killedErr bytes.Buffer
+	killed := env.Cmd(context.Background(), "vm", "exec", "a1", "--", "sh", "-c", "echo started; sleep 600")
+	killedOut, err := killed.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed.Stderr = &killedErr
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(killedOut).ReadString('\n'); err != nil || line != "started\n" {
+		t.Fatalf("exec before the kill: %q %v", line, err)
+	}
+	env.MustRun("vm", "stop", "--force", "a1")
+	done := make(chan error, 1)
+	go func() { done <- killed.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(killedErr.String(), "connection to the guest agent lost") {
+			t.Fatalf("exec across a killed guest: %v, stderr %q", err, killedErr.String())
+		}
+	case <-time.After(time.Minute):
+		_ = killed.Process.Kill()
+		t.Fatal("exec hung after the guest was killed")
+	}
 	env.MustFail("no guest agent in VM a1: the VM is stopped, not running", "vm", "exec", "a1", "--", "true")
 }
 
