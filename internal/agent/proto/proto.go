@@ -120,6 +120,9 @@ func (r *Reader) Next() (*Frame, error) {
 		}
 		line := r.line[:len(r.line)-1]
 		r.line = r.line[:0]
+		if f, ok := parseDataFrame(line); ok {
+			return f, nil
+		}
 		var f Frame
 		if json.Unmarshal(line, &f) != nil || f.Type == "" {
 			return nil, nil
@@ -131,8 +134,9 @@ func (r *Reader) Next() (*Frame, error) {
 // Writer writes frames; it is safe for concurrent use and writes each frame with one Write, so
 // frames never interleave.
 type Writer struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte // reused encoding buffer
 }
 
 // NewWriter wraps w.
@@ -140,14 +144,18 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // Send writes one frame.
 func (w *Writer) Send(f *Frame) error {
-	data, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encode %s frame: %w", f.Type, err)
-	}
-	data = append(data, '\n')
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, err = w.w.Write(data)
+	buf, ok := appendDataFrame(w.buf[:0], f)
+	if !ok {
+		data, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("encode %s frame: %w", f.Type, err)
+		}
+		buf = append(append(buf, data...), '\n')
+	}
+	w.buf = buf
+	_, err := w.w.Write(buf)
 	return err
 }
 

@@ -2,6 +2,7 @@ package proto
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -94,5 +95,35 @@ func TestStreamWriterChunksAndRoundTrips(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) || frames != 4 {
 		t.Fatalf("round trip: %d frames, equal=%v", frames, bytes.Equal(got, data))
+	}
+}
+
+// The hand-written data frames are exactly what encoding/json reads and writes.
+func TestDataFramesMatchJSON(t *testing.T) {
+	for _, f := range []*Frame{
+		{Type: TypeStdout, ID: "ABC123", Data: []byte("hello\n\x00\xff")},
+		{Type: TypeStdin, Data: []byte{1, 2, 3}},
+	} {
+		fast, ok := appendDataFrame(nil, f)
+		want, _ := json.Marshal(f)
+		if !ok || string(fast) != string(want)+"\n" {
+			t.Fatalf("fast %q, json %q", fast, want)
+		}
+		got, ok := parseDataFrame(fast[:len(fast)-1])
+		if !ok || got.Type != f.Type || got.ID != f.ID || !bytes.Equal(got.Data, f.Data) {
+			t.Fatalf("parse %q: %+v %v", fast, got, ok)
+		}
+	}
+	// Other shapes fall back to encoding/json.
+	for _, line := range []string{`{"data":"aGk=","type":"stdin"}`, `{"type":"stdin","id":"a\"b","data":"aGk="}`, `{"type":"exit","id":"a","exit_code":1}`} {
+		if _, ok := parseDataFrame([]byte(line)); ok {
+			t.Fatalf("fast path took %s", line)
+		}
+		if f, err := NewReader(strings.NewReader(line + "\n")).Next(); err != nil || f == nil {
+			t.Fatalf("reader on %s: %+v %v", line, f, err)
+		}
+	}
+	if _, ok := appendDataFrame(nil, &Frame{Type: TypeStdout, ID: `a"b`, Data: []byte("x")}); ok {
+		t.Fatal("fast path took an id that needs escaping")
 	}
 }

@@ -117,21 +117,24 @@ func (b *Backend) DialAgent(ctx context.Context, vm hypervisor.VMRef) (io.ReadWr
 	if n == 0 {
 		return nil, errors.New("the VM was started without an agent channel")
 	}
+	locks := make([]*lock.Lock, n) // one each: a failed TryLock keeps its file open for the next try
+	for i := range locks {
+		locks[i] = lock.New(agentLock(vm.RunDir, i))
+	}
 	for {
 		first := rand.IntN(n)
 		for k := range n {
 			i := (first + k) % n
-			lk := lock.New(agentLock(vm.RunDir, i))
-			if lk.TryLock() != nil {
+			if locks[i].TryLock() != nil {
 				continue
 			}
 			var d net.Dialer
 			conn, err := d.DialContext(ctx, "unix", agentSocket(vm.RunDir, i))
 			if err != nil {
-				_ = lk.Unlock()
+				_ = locks[i].Unlock()
 				return nil, fmt.Errorf("connect agent port %d: %w", i, err)
 			}
-			return &portConn{Conn: conn, lock: lk}, nil
+			return &portConn{Conn: conn, lock: locks[i]}, nil
 		}
 		select {
 		case <-ctx.Done():
