@@ -44,8 +44,12 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 	s := &Session{conn: conn, w: proto.NewWriter(conn), id: rand.Text()[:16], frames: make(chan *proto.Frame, 64)}
 	req.ID, req.V = s.id, proto.Version
 	go s.read()
-	// The bare newline ends any partial line a previous client of the port left behind.
-	if err := s.w.WriteRaw([]byte("\n")); err == nil {
+	if sh, ok := conn.(interface{ SharedStream() bool }); ok && sh.SharedStream() {
+		// A bare newline ends any partial line a previous client of the port left behind
+		// (only on reused streams: a per-connection agent may not expect blank lines).
+		err = s.w.WriteRaw([]byte("\n"))
+	}
+	if err == nil {
 		err = s.w.Send(&req)
 	}
 	if err != nil {

@@ -171,3 +171,7 @@ func dialQMPWhenFree(ctx context.Context, path string) (*qmpClient, error) {
 		}
 	}
 }
+
+// SharedStream tells the agent client that the port's byte stream outlives this connection
+// (it then starts with a newline that ends any line a previous client cut off).
+func (c *portConn) SharedStream() bool { return true }
