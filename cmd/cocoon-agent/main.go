@@ -1,6 +1,7 @@
 // Command cocoon-agent is Cocoon's guest agent: it runs inside a VM and serves exec, file copy
-// and TCP tunnels to the host over virtio-serial ports named org.cocoonstack.agent.N (QEMU).
-// Each port carries one session at a time; the host picks a free port per session.
+// and TCP tunnels to the host over virtio-serial ports named org.cocoonstack.agent.N (QEMU;
+// each port carries one session at a time, the host picks a free port per session) and on
+// vsock port 1024 (Cloud Hypervisor, Firecracker; one session per connection).
 //
 // The engine delivers it on a read-only layer (OCI images) or through cloud-init (cloud
 // images); it must stay a small static binary (CGO off) with no guest dependencies.
@@ -34,6 +35,7 @@ func main() {
 		log.Print("another agent is running")
 		return
 	}
+	go serveVsock()
 	serveSerial()
 }
 

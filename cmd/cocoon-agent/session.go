@@ -98,17 +98,29 @@ func (s *session) pumpStdin(w io.Writer, closeFn func()) {
 // hostGoneAfter is how long a port must read EOF before its session is ended.
 const hostGoneAfter = 2 * time.Second
 
-// serveStream serves sessions on one virtio-serial port, forever.
+// serveStream serves sessions on one stream: a virtio-serial port (wake set: forever, EOF
+// only means no host client right now) or a vsock connection (wake nil: until EOF).
 func serveStream(name string, r io.Reader, w io.Writer, wake *waker) {
 	pr, pw := proto.NewReader(r), proto.NewWriter(w)
 	var cur *session
+	defer func() {
+		if cur != nil {
+			cur.abort()
+		}
+	}()
 	var gone time.Time // when the port started reading EOF
 	for {
-		next := wake.wait()
+		var next <-chan struct{}
+		if wake != nil {
+			next = wake.wait()
+		}
 		f, err := pr.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				log.Printf("%s: read: %v", name, err)
+			}
+			if wake == nil {
+				return
 			}
 			if gone.IsZero() {
 				gone = time.Now()
