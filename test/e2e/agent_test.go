@@ -363,7 +363,9 @@ func TestAgentCloudImage(t *testing.T) {
 	env.MustRun("image", "pull", url)
 
 	env.MustRun("vm", "run", "--name", "cl", "--nics", "0", "--cpu", "2", "--memory", "1G", url)
-	waitAgent(t, env, "cl", 12*time.Minute)
+	// cloud-init enables the agent in its final stage, after a NIC-less guest's 2-minute
+	// network-online wait; under TCG on a loaded host that is many minutes.
+	waitAgent(t, env, "cl", 20*time.Minute)
 	out, errOut, code := execResult(t, env, nil, "vm", "exec", "cl", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
 	if out != "out\n" || errOut != "err\n" || code != 3 {
 		t.Fatalf("exec: stdout %q stderr %q code %d", out, errOut, code)
