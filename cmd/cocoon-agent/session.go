@@ -12,8 +12,9 @@ import (
 	"github.com/cocoonstack/cocoon/internal/agent/proto"
 )
 
-// stdinQueue bounds the stdin frames buffered for a session (32 KiB each): the stream reader
-// never blocks on a process that does not read its stdin, so it always sees the host go away.
+// stdinQueue bounds the stdin frames buffered for a session (up to 32 KiB each, so 16 MiB):
+// the stream reader only blocks on a process that does not read its stdin once that much is
+// queued, so it normally still sees the host go away and ends the session.
 const stdinQueue = 512
 
 // session is one request (exec, copy, connect) being served.
