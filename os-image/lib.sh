@@ -63,9 +63,9 @@ deb_path() {
 	echo "$dir/$file"
 }
 
-# kernel_pkg ARCH prints the versioned package behind Debian's cloud kernel metapackage for ARCH.
+# kernel_pkg [ARCH] prints the versioned package behind Debian's cloud kernel metapackage for ARCH (amd64).
 kernel_pkg() {
-	local meta=linux-image-cloud-$1 p
+	local meta=linux-image-cloud-${1:-amd64} p
 	p=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 	if [[ -z $p ]]; then
 		apt-get update >&2 || die "apt-get update failed"

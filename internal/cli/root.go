@@ -36,7 +36,9 @@ func Execute(ctx context.Context, args []string) int {
 		a.logCloser.Close() //nolint:errcheck
 	}
 	if err != nil {
-		fmt.Fprintf(a.stderr, "Error: %s\n", oneLine(err))
+		if msg := oneLine(err); msg != "" { // empty: a guest command's own exit status
+			fmt.Fprintf(a.stderr, "Error: %s\n", msg)
+		}
 		var ec interface{ ExitCode() int }
 		if errors.As(err, &ec) {
 			return ec.ExitCode()

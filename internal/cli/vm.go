@@ -18,7 +18,8 @@ import (
 func (a *app) vmCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "vm", Short: "Create, run and manage VMs"}
 	cmd.AddCommand(a.vmCreate("create", "Create a VM from an image", false), a.vmCreate("run", "Create and start a VM", true),
-		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug(), a.vmClone(), a.vmRestore(), a.vmStatus())
+		a.vmStart(), a.vmStop(), a.vmList(), a.vmInspect(), a.vmRm(), a.vmConsole(), a.vmDebug(), a.vmClone(), a.vmRestore(), a.vmStatus(),
+		a.vmExec(), a.vmCp(), a.vmPortForward(), a.vmLogs())
 	return cmd
 }
 
@@ -51,6 +52,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.dataDisks, "data-disk", nil, "extra disk size=SIZE[,name=NAME][,fstype=ext4|none][,mount=/path][,directio=on|off|auto]\n"+
 		"(repeatable; serial = name; cloud images mount ext4 disks at /mnt/<name> by default)")
 	fs.StringVar(&f.opts.Platform, "platform", "", "guest platform, linux/amd64 or linux/arm64 (default: the image's); another than the host's runs under TCG")
+	fs.BoolVar(&f.opts.NoAgent, "no-agent", false, "do not deliver the guest agent (vm exec, cp, port-forward)")
 }
 
 // options parses sizes and folds --fc into the hypervisor choice.
@@ -277,7 +279,9 @@ func (a *app) vmInspect() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return view.VMOf(vm), nil
+		v := view.VMOf(vm)
+		v.Agent = e.AgentStatus(ctx, vm)
+		return v, nil
 	})
 }
 

@@ -24,6 +24,14 @@ type Mount struct {
 	Serial     string
 	MountPoint string
 	FSType     string
+	ReadOnly   bool
+}
+
+// Unit is a systemd service written to /etc/systemd/system and enabled and started on first
+// boot.
+type Unit struct {
+	Name    string // e.g. cocoon-agent.service
+	Content string
 }
 
 // Seed is everything the guest's first boot is told. An empty User means root; an empty Password
@@ -36,6 +44,7 @@ type Seed struct {
 	NICs       []NIC
 	DNS        []string
 	Mounts     []Mount
+	Units      []Unit
 }
 
 // Render produces the three NoCloud documents. Every value goes through a YAML encoder (which
@@ -70,6 +79,7 @@ type cloudConfig struct {
 	DisableRoot *bool       `yaml:"disable_root,omitempty"`
 	Mounts      []flowRow   `yaml:"mounts,omitempty"`
 	WriteFiles  []writeFile `yaml:"write_files,omitempty"`
+	RunCmd      [][]string  `yaml:"runcmd,omitempty"` // argv lists: no shell
 }
 
 type userEntry struct {
@@ -114,7 +124,15 @@ func (s Seed) cloudConfig() cloudConfig {
 		cc.SSHPwauth = true
 	}
 	for _, m := range s.Mounts {
-		cc.Mounts = append(cc.Mounts, flowRow{"/dev/disk/by-id/virtio-" + m.Serial, m.MountPoint, m.FSType, "defaults,nofail", "0", "2"})
+		opts, pass := "defaults,nofail", "2"
+		if m.ReadOnly {
+			opts, pass = "ro,nofail", "0"
+		}
+		cc.Mounts = append(cc.Mounts, flowRow{"/dev/disk/by-id/virtio-" + m.Serial, m.MountPoint, m.FSType, opts, "0", pass})
+	}
+	for _, u := range s.Units {
+		cc.WriteFiles = append(cc.WriteFiles, writeFile{Path: "/etc/systemd/system/" + u.Name, Owner: "root:root", Permissions: "0644", Content: u.Content})
+		cc.RunCmd = append(cc.RunCmd, []string{"systemctl", "enable", "--now", "--no-block", u.Name})
 	}
 	for i, nic := range s.NICs {
 		cc.WriteFiles = append(cc.WriteFiles, writeFile{

@@ -2,6 +2,7 @@ package cloudinit
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -237,6 +238,7 @@ func TestRenderRejectsBadInput(t *testing.T) {
 		{"DNS", func(s *Seed) { s.DNS = []string{"dns.example"} }, `DNS server "dns.example"`},
 		{"mount point", func(s *Seed) { s.Mounts[0].MountPoint = "mnt" }, "mount point \"mnt\""},
 		{"mount serial", func(s *Seed) { s.Mounts[0].Serial = "DB" }, `mount of disk "DB"`},
+		{"unit name", func(s *Seed) { s.Units = []Unit{{Name: "../x.service"}} }, `systemd unit name "../x.service"`},
 	}
 	for _, c := range cases {
 		s := ok()
@@ -245,5 +247,26 @@ func TestRenderRejectsBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: err %v, want one line containing %q", c.name, err, c.want)
 		}
+	}
+}
+
+func TestRenderUnitsAndReadOnlyMount(t *testing.T) {
+	s := Seed{InstanceID: "i-1", Hostname: "h", Password: "pw",
+		Mounts: []Mount{{Serial: "cocoon-agent", MountPoint: "/opt/cocoon-agent", FSType: "erofs", ReadOnly: true}},
+		Units:  []Unit{{Name: "cocoon-agent.service", Content: "[Service]\nExecStart=/bin/true\n"}}}
+	_, user, _, err := Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := decode(t, user)[0]
+	mounts := fmt.Sprint(doc["mounts"])
+	if mounts != "[[/dev/disk/by-id/virtio-cocoon-agent /opt/cocoon-agent erofs ro,nofail 0 0]]" {
+		t.Fatalf("mounts: %s", mounts)
+	}
+	if run := fmt.Sprint(doc["runcmd"]); run != "[[systemctl enable --now --no-block cocoon-agent.service]]" {
+		t.Fatalf("runcmd: %s", run)
+	}
+	if files := fmt.Sprint(doc["write_files"]); !strings.Contains(files, "path:/etc/systemd/system/cocoon-agent.service") || !strings.Contains(files, "ExecStart=/bin/true") {
+		t.Fatalf("write_files: %s", files)
 	}
 }

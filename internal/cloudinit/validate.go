@@ -83,8 +83,15 @@ func (s Seed) validate() error {
 			return fmt.Errorf("mount of disk %q: filesystem type %q is invalid", m.Serial, m.FSType)
 		}
 	}
+	for _, u := range s.Units {
+		if !unitRE.MatchString(u.Name) {
+			return fmt.Errorf("systemd unit name %q must match %s", u.Name, unitRE)
+		}
+	}
 	return nil
 }
+
+var unitRE = regexp.MustCompile(`^[a-zA-Z0-9_.@-]{1,64}\.service$`)
 
 func (n NIC) validateAddress() error {
 	if n.IP == "" {

@@ -121,7 +121,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	vm := &VM{ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
 		Config: VMConfig{CPU: r.cpu, MaxCPU: m.MaxCPU, Memory: r.memory, Storage: r.storage, NICs: nics, QueueSize: m.QueueSize,
 			DiskQueueSize: m.DiskQueueSize, Image: m.Image, ImageDigest: m.ImageDigest, ImageKind: m.ImageKind,
-			Network: req.Network, Bridge: o.Bridge, NoDirectIO: m.NoDirectIO || o.NoDirectIO, Windows: m.Windows, Accel: m.Accel, Platform: m.Platform},
+			Network: req.Network, Bridge: o.Bridge, NoDirectIO: m.NoDirectIO || o.NoDirectIO, Windows: m.Windows, Accel: m.Accel, NoAgent: !hasSnapshotRole(m, roleAgent), Platform: m.Platform},
 		ImageBlobIDs: setOf(m.ImageBlobIDs), FirstBooted: true, CidataAttached: hasSnapshotRole(m, "cidata"),
 		RunDir: filepath.Join(e.cfg.RunDir, id), LogDir: filepath.Join(e.cfg.LogDir, id), MemoryDir: filepath.Join(e.cfg.MemoryDir, id),
 		CreatedAt: now, UpdatedAt: now}
@@ -247,6 +247,9 @@ func (e *Engine) planFromSnapshot(vm *VM, snap *snapshot.Snapshot, img *image.Im
 			topDown = append([]string{d.Serial}, topDown...)
 		} else {
 			hd.Path = filepath.Join(dir, d.File)
+			if d.Role == roleAgent {
+				topDown = append([]string{d.Serial}, topDown...)
+			}
 		}
 		vm.Disks = append(vm.Disks, hd)
 	}

@@ -27,7 +27,11 @@ func (e *Engine) freshCidata(vm *VM) error {
 			Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 		i, vm.CidataAttached = len(vm.Disks)-1, true
 	}
-	if err := cloudinit.WriteImage(vm.Disks[i].Path, cloudSeed(vm, "", "", e.cfg.DNS)); err != nil {
+	sd := cloudSeed(vm, "", "", e.cfg.DNS)
+	if !vm.Config.NoAgent { // keep the agent's mount and unit, or the new seed would drop them
+		addCloudAgent(&sd)
+	}
+	if err := cloudinit.WriteImage(vm.Disks[i].Path, sd); err != nil {
 		return fmt.Errorf("cloud-init seed of clone %s: %w", vm.Name, err)
 	}
 	return nil

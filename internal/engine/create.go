@@ -38,6 +38,7 @@ type CreateOptions struct {
 	Accel         string // empty: config default
 	DataDisks     []disk.DataDisk
 	Platform      string // linux/amd64 or linux/arm64; empty: the image's
+	NoAgent       bool   // do not deliver the guest agent
 }
 
 const (
@@ -132,7 +133,8 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 		ID: id, Name: o.Name, Hypervisor: b.Name(), State: StateCreating,
 		Config: VMConfig{CPU: o.CPU, MaxCPU: max(o.CPU, runtime.NumCPU()), Memory: o.Memory, Storage: o.Storage, NICs: o.NICs, QueueSize: o.QueueSize,
 			DiskQueueSize: o.DiskQueueSize, Image: img.Ref, ImageDigest: img.Digest, ImageKind: string(img.Kind),
-			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel, Platform: plat},
+			Network: o.Network, Bridge: o.Bridge, NoDirectIO: o.NoDirectIO, Windows: o.Windows, Accel: o.Accel, Platform: plat,
+			NoAgent: o.NoAgent},
 		ImageBlobIDs: setOf(img.BlobIDs()),
 		RunDir:       filepath.Join(e.cfg.RunDir, id),
 		LogDir:       filepath.Join(e.cfg.LogDir, id),
@@ -158,7 +160,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, defaultName(o.Image)) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
 		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
-		{"prepare disks", func(context.Context) error { return e.prepareDisks(vm, img, o) }, nil},
+		{"prepare disks", func(ctx context.Context) error { return e.prepareDisks(ctx, vm, img, o) }, nil},
 		{"finalize", func(ctx context.Context) error { return e.finalize(ctx, vm) }, nil},
 	}
 	// The operation lock of the new ID keeps start, rm and gc away until creation is done.
@@ -227,7 +229,7 @@ func (e *Engine) finalize(ctx context.Context, vm *VM) error {
 }
 
 // prepareDisks makes the writable disks and the boot configuration for the image kind.
-func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
+func (e *Engine) prepareDisks(ctx context.Context, vm *VM, img *image.Image, o CreateOptions) error {
 	direct := !o.NoDirectIO
 	if direct && !disk.SupportsDirectIO(vm.RunDir) {
 		slog.Warn("run dir does not support O_DIRECT, writable disks use the page cache", "run_dir", vm.RunDir)
@@ -236,12 +238,17 @@ func (e *Engine) prepareDisks(vm *VM, img *image.Image, o CreateOptions) error {
 	// Planned again: the kernel command line carries the addresses of the NICs made since.
 	e.planDisks(vm, img, o, direct)
 	if img.Kind == image.KindOCI {
+		if !vm.Config.NoAgent {
+			if err := buildAgentLayer(ctx, vm); err != nil {
+				return err
+			}
+		}
 		if err := disk.CreateRawExt4(filepath.Join(vm.RunDir, "cow.raw"), vm.Config.Storage, "cocoon-cow"); err != nil {
 			return fmt.Errorf("create COW disk for %s: %w", vm.Name, err)
 		}
 		return makeDataDisks(vm, o.DataDisks)
 	}
-	return e.prepareCloud(vm, img, o)
+	return e.prepareCloud(ctx, vm, img, o)
 }
 
 // planDisks sets the VM's disks and boot configuration for the image kind without making
@@ -252,6 +259,9 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "overlay.qcow2"), Format: hypervisor.FormatQcow2, DirectIO: direct, Role: "cow"})
 		planDataDisks(vm, o.DataDisks, direct)
 		if !o.Windows {
+			if !vm.Config.NoAgent { // attached at every boot, mounted through cloud-init (addCloudAgent)
+				vm.Disks = append(vm.Disks, agentDisk(vm))
+			}
 			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cidata.img"), Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 		}
 		code, _ := e.firmware(vm.Config.Platform)
@@ -262,6 +272,11 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 	for i, l := range img.Layers { // bottom → top
 		serials[i] = fmt.Sprintf("cocoon-layer%d", i)
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serials[i], Role: "layer"})
+	}
+	if !vm.Config.NoAgent {
+		d := agentDisk(vm)
+		vm.Disks = append(vm.Disks, d)
+		serials = append(serials, d.Serial) // the top layer
 	}
 	vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cow.raw"), Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: direct, Role: "cow"})
 	planDataDisks(vm, o.DataDisks, direct)
@@ -287,7 +302,7 @@ func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
 }
 
 // prepareCloud makes the files planDisks planned for a cloud image.
-func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions) error {
+func (e *Engine) prepareCloud(ctx context.Context, vm *VM, img *image.Image, o CreateOptions) error {
 	overlay := filepath.Join(vm.RunDir, "overlay.qcow2")
 	if err := disk.CreateQcow2Overlay(overlay, img.BlobPath, max(vm.Config.Storage, img.VirtualSize)); err != nil {
 		return fmt.Errorf("create overlay disk for %s: %w", vm.Name, err)
@@ -296,7 +311,14 @@ func (e *Engine) prepareCloud(vm *VM, img *image.Image, o CreateOptions) error {
 		return err
 	}
 	if !o.Windows {
-		if err := cloudinit.WriteImage(filepath.Join(vm.RunDir, "cidata.img"), cloudSeed(vm, o.User, o.Password, e.cfg.DNS)); err != nil {
+		sd := cloudSeed(vm, o.User, o.Password, e.cfg.DNS)
+		if !vm.Config.NoAgent {
+			if err := buildAgentLayer(ctx, vm); err != nil {
+				return err
+			}
+			addCloudAgent(&sd)
+		}
+		if err := cloudinit.WriteImage(filepath.Join(vm.RunDir, "cidata.img"), sd); err != nil {
 			return fmt.Errorf("create cloud-init seed for %s: %w", vm.Name, err)
 		}
 	}

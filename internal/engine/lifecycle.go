@@ -122,7 +122,8 @@ func specOf(vm *VM, withCidata bool) hypervisor.VMSpec {
 		ID: vm.ID, Name: vm.Name, CPUs: vm.Config.CPU, MaxCPUs: vm.maxCPU(), MemoryBytes: vm.Config.Memory,
 		RunDir: vm.RunDir, LogDir: vm.LogDir, MemoryDir: vm.MemoryDir, Balloon: vm.Config.Memory >= 256<<20 && !vm.Config.Windows,
 		Windows: vm.Config.Windows, DiskQueueSize: vm.Config.DiskQueueSize, Accel: vm.Config.Accel,
-		Arch: platform.Arch(platform.Or(vm.Config.Platform)),
+		Arch:  platform.Arch(platform.Or(vm.Config.Platform)),
+		Agent: !vm.Config.NoAgent,
 	}
 	if dir := hugePageDir(vm.ID, vm.Config.Memory); dir != "" {
 		spec.MemoryDir, spec.HugePages = dir, true

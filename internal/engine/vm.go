@@ -61,6 +61,7 @@ type VMConfig struct {
 	Windows       bool   `json:"windows,omitempty"`
 	Accel         string `json:"accel,omitempty"`
 	Platform      string `json:"platform,omitempty"` // linux/ARCH of the guest; "" = the host's
+	NoAgent       bool   `json:"no_agent,omitempty"` // no guest agent delivered
 }
 
 // BootConfig is how the VM boots: a kernel (OCI images) or UEFI firmware (cloud images).

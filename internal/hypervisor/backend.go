@@ -8,6 +8,7 @@ package hypervisor
 
 import (
 	"context"
+	"io"
 	"os"
 	"time"
 )
@@ -76,6 +77,7 @@ type VMSpec struct {
 	DiskQueueSize int    // 0 = backend default
 	Accel         string // auto | kvm | tcg (backends without a choice ignore it)
 	Arch          string // guest architecture, GOARCH style (amd64, arm64); "" = amd64
+	Agent         bool   // give the guest agent a channel (AgentChannel)
 }
 
 // Capabilities lets the engine refuse unsupported requests up front.
@@ -142,4 +144,20 @@ type Backend interface {
 	ConsoleSocket(vm VMRef) string
 	// DebugCommand is a copy-pasteable shell command that boots spec by hand.
 	DebugCommand(spec VMSpec) (string, error)
+}
+
+// AgentChannel is implemented by backends that give the guest agent (cmd/cocoon-agent) a
+// host-side channel: QEMU a pool of virtio-serial ports, Cloud Hypervisor and Firecracker
+// their hybrid vsock (a unix socket and "CONNECT <port>").
+type AgentChannel interface {
+	// AgentConnected says whether the guest agent has opened its channel.
+	AgentConnected(ctx context.Context, vm VMRef) (bool, error)
+	// DialAgent opens a stream for one agent session; closing it ends the session.
+	DialAgent(ctx context.Context, vm VMRef) (io.ReadWriteCloser, error)
+}
+
+// ConsoleLogger is implemented by backends that record the guest console to a file.
+type ConsoleLogger interface {
+	// ConsoleLog is the console log of the VM whose log dir is logDir.
+	ConsoleLog(logDir string) string
 }

@@ -31,11 +31,12 @@ const (
 	FileOverlay  = "overlay.qcow2" // cloud image overlay (backing file rebased on clone)
 	FileCidata   = "cidata.img"
 	FileFirmware = "OVMF_VARS.fd"
+	FileAgent    = "agent.erofs" // guest agent layer (OCI images)
 )
 
 // allowedFiles are the only names a snapshot directory (and an imported archive) may hold.
 var allowedFiles = map[string]bool{ManifestName: true, FileState: true, FileMemory: true, FileCOW: true,
-	FileOverlay: true, FileCidata: true, FileFirmware: true}
+	FileOverlay: true, FileCidata: true, FileFirmware: true, FileAgent: true}
 
 // dataFileRE names data disk payloads: data-<name>.raw, name by the data disk name rule.
 var dataFileRE = regexp.MustCompile(`^data-[a-z][a-z0-9_-]{0,19}\.raw$`)
@@ -46,7 +47,7 @@ func Allowed(name string) bool { return allowedFiles[name] || dataFileRE.MatchSt
 // Disk is one disk of the snapshotted VM, in attach order. Layers and cloud bases are referenced
 // by blob ID (content address), never by host path.
 type Disk struct {
-	Role     string `json:"role"` // layer | cow | cidata | data
+	Role     string `json:"role"` // layer | cow | cidata | data | agent
 	Serial   string `json:"serial,omitempty"`
 	Format   string `json:"format"`
 	ReadOnly bool   `json:"read_only,omitempty"`

@@ -23,6 +23,7 @@ const (
 	RoleCOW    = "cow"
 	RoleCidata = "cidata"
 	RoleData   = "data"
+	RoleAgent  = "agent"
 )
 
 // Image kinds a snapshot can be taken from (image.Kind values).
@@ -36,13 +37,14 @@ const (
 type diskPayload struct {
 	role, format string
 	readOnly     bool
-	kind         string // the image kind whose VMs have this disk
+	kind         string // the image kind whose VMs have this disk; "" for both
 }
 
 var diskPayloads = map[string]diskPayload{
 	FileCOW:     {RoleCOW, "raw", false, kindOCI},
 	FileOverlay: {RoleCOW, "qcow2", false, kindCloud},
 	FileCidata:  {RoleCidata, "raw", true, kindCloud},
+	FileAgent:   {RoleAgent, "raw", true, ""},
 }
 
 // Bounds on what a manifest may ask for; the backend checks its own tighter limits.
@@ -221,11 +223,11 @@ func (m *Manifest) validateDisks(files map[string]bool) error {
 			p, ok = diskPayload{RoleData, "raw", false, m.ImageKind}, true
 		}
 		switch {
-		case d.Role != RoleCOW && d.Role != RoleCidata && d.Role != RoleData:
-			return fmt.Errorf("disk %d: role %q is not %s, %s, %s or %s", i, d.Role, RoleLayer, RoleCOW, RoleCidata, RoleData)
+		case d.Role != RoleCOW && d.Role != RoleCidata && d.Role != RoleData && d.Role != RoleAgent:
+			return fmt.Errorf("disk %d: role %q is not %s, %s, %s, %s or %s", i, d.Role, RoleLayer, RoleCOW, RoleCidata, RoleData, RoleAgent)
 		case !ok:
 			return fmt.Errorf("disk %d: file %q is not a disk payload name (%s, %s or %s)", i, d.File, FileCOW, FileOverlay, FileCidata)
-		case p.role != d.Role || p.kind != m.ImageKind:
+		case p.role != d.Role || p.kind != "" && p.kind != m.ImageKind:
 			return fmt.Errorf("disk %d: file %s cannot be a %s disk of an %s snapshot", i, d.File, d.Role, m.ImageKind)
 		case d.Format != p.format || d.ReadOnly != p.readOnly:
 			return fmt.Errorf("disk %d: %s is a %s disk (read-only %v), the manifest says %q (read-only %v)",

@@ -30,8 +30,10 @@ type VM struct {
 	LogDir         string              `json:"log_dir"`
 
 	// Added by this implementation.
-	Accel     string `json:"accel,omitempty"` // kvm or tcg: what the running process uses
+	Accel     string `json:"accel,omitempty"`    // kvm or tcg: what the running process uses
+	DiskAIO   string `json:"disk_aio,omitempty"` // io_uring or threads: what the running process uses
 	LastError string `json:"last_error,omitempty"`
+	Agent     string `json:"agent,omitempty"` // guest agent: connected, absent or disabled (vm inspect only)
 }
 
 // VMConfig is what the VM was created with.
@@ -108,7 +110,7 @@ func VMOf(vm *engine.VM) VM {
 		FirstBooted: vm.FirstBooted, SnapshotIDs: vm.SnapshotIDs,
 		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, StartedAt: vm.StartedAt, StoppedAt: vm.StoppedAt,
 		BootConfig: vm.Boot, ImageBlobIDs: vm.ImageBlobIDs, RunDir: vm.RunDir, LogDir: vm.LogDir,
-		Accel: vm.Accel, LastError: vm.LastError,
+		Accel: vm.Accel, DiskAIO: vm.DiskAIO, LastError: vm.LastError,
 	}
 	if vm.State == engine.StateRunning {
 		v.PID = vm.PID

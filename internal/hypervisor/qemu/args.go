@@ -98,6 +98,7 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 	b.add("-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
 		"-device", "i6300esb,id=watchdog0", "-action", "watchdog=reset")
+	b.agent()
 	if b.incoming {
 		b.add("-incoming", "defer")
 	}

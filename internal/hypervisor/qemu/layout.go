@@ -29,11 +29,12 @@ type layout struct {
 	RAM         ramLayout `json:"ram"`
 	// RootPorts is the number of PCIe root ports (NICs plus spares); 0 in layouts recorded
 	// before it was, which had len(NICs)+spareRootPorts.
-	RootPorts int         `json:"root_ports,omitempty"`
-	UEFI      bool        `json:"uefi"`
-	Balloon   bool        `json:"balloon"`
-	Disks     []diskQueue `json:"disks"`
-	NICs      []nicLayout `json:"nics"`
+	RootPorts  int         `json:"root_ports,omitempty"`
+	UEFI       bool        `json:"uefi"`
+	Balloon    bool        `json:"balloon"`
+	Disks      []diskQueue `json:"disks"`
+	NICs       []nicLayout `json:"nics"`
+	AgentPorts int         `json:"agent_ports,omitempty"` // virtio-serial ports of the guest agent
 }
 
 // ramLayout is the file behind guest RAM. Shared (share=on) means the file is the RAM, so a
@@ -89,6 +90,9 @@ func coldLayout(spec hypervisor.VMSpec, accel string) layout {
 	}
 	if a, _ := archOf(spec.Arch); len(a.hotCPU) == 0 {
 		l.MaxCPUs = spec.CPUs // no vCPU hot-plug on this machine type
+	}
+	if spec.Agent {
+		l.AgentPorts = agentPorts
 	}
 	queueSize := spec.DiskQueueSize
 	if queueSize == 0 {

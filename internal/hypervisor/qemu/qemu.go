@@ -62,8 +62,10 @@ func New(o Options) *Backend {
 }
 
 var (
-	_ hypervisor.Backend     = (*Backend)(nil)
-	_ hypervisor.Snapshotter = (*Backend)(nil)
+	_ hypervisor.Backend       = (*Backend)(nil)
+	_ hypervisor.Snapshotter   = (*Backend)(nil)
+	_ hypervisor.AgentChannel  = (*Backend)(nil)
+	_ hypervisor.ConsoleLogger = (*Backend)(nil)
 )
 
 // Name implements hypervisor.Backend.
@@ -106,6 +108,9 @@ func (b *Backend) owner(runDir string) hypervisor.Owner {
 
 // ConsoleSocket implements hypervisor.Backend: the serial port's unix socket.
 func (b *Backend) ConsoleSocket(vm hypervisor.VMRef) string { return consolePath(vm.RunDir) }
+
+// ConsoleLog implements hypervisor.ConsoleLogger: QEMU logs the serial port in full.
+func (b *Backend) ConsoleLog(logDir string) string { return consoleLogPath(logDir) }
 
 // Alive implements hypervisor.Backend.
 func (b *Backend) Alive(vm hypervisor.VMRef) bool {
@@ -161,6 +166,9 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
 	err := writeLayout(spec.RunDir, l)
+	if err == nil {
+		err = prepareAgentDir(spec.RunDir, l)
+	}
 	// The link marks the RAM file as this VM's own, to delete when it stops; a clone's RAM is
 	// its snapshot's file, which other clones share.
 	if err == nil && l.RAM.Shared {
@@ -291,6 +299,7 @@ func removeRuntime(runDir string) error {
 	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)} {
 		errs = append(errs, removeIfExists(p))
 	}
+	errs = append(errs, removeAgentSockets(runDir))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove runtime files in %s: %w", runDir, err)
 	}

@@ -72,6 +72,8 @@ func (l layout) validate() error {
 		return fmt.Errorf("memory %d bytes is not a whole number of MiB from 64 MiB to 16 TiB", l.MemoryBytes)
 	case len(l.Disks) > maxStateDisks || len(l.NICs) > maxStateNICs:
 		return fmt.Errorf("%d disks and %d NICs, at most %d and %d", len(l.Disks), len(l.NICs), maxStateDisks, maxStateNICs)
+	case l.AgentPorts != 0 && l.AgentPorts != agentPorts:
+		return fmt.Errorf("%d guest agent ports, not %d", l.AgentPorts, agentPorts)
 	case l.RootPorts != 0 && (l.RootPorts < len(l.NICs) || l.RootPorts > maxStateNICs+spareRootPorts):
 		return fmt.Errorf("%d root ports for %d NICs is out of range", l.RootPorts, len(l.NICs))
 	}

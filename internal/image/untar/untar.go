@@ -41,6 +41,8 @@ type Options struct {
 	// files (holes included, as mkfs.erofs and the guest read them) plus EntryCost per entry.
 	// Zero means DefaultMaxBytes.
 	MaxBytes int64
+	// KeepRootMode leaves root's mode alone: root is an existing directory (vm cp), not a layer.
+	KeepRootMode bool
 }
 
 // DefaultMaxBytes is the expansion bound when Options.MaxBytes is zero.
@@ -87,8 +89,10 @@ func Extract(ctx context.Context, r io.Reader, root string, opts Options) error 
 	defer unix.Close(fd)
 	x := &extractor{rootFd: fd, opts: opts}
 	// A layer root is 0755 unless the tar has a "./" entry saying otherwise.
-	if err := unix.Fchmod(fd, 0o755); err != nil {
-		return fmt.Errorf("set mode of extraction root %s: %w", root, err)
+	if !opts.KeepRootMode {
+		if err := unix.Fchmod(fd, 0o755); err != nil {
+			return fmt.Errorf("set mode of extraction root %s: %w", root, err)
+		}
 	}
 	if x.opts.MaxBytes <= 0 {
 		x.opts.MaxBytes = DefaultMaxBytes

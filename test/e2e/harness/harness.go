@@ -46,11 +46,15 @@ func Binary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "cocoon")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/cocoon")
-		cmd.Dir = Repo
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build cocoon: %v\n%s", err, out)
+		// The guest agent goes beside cocoon, where cocoon looks for it.
+		for _, pkg := range []string{"cocoon", "cocoon-agent"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+			cmd.Dir = Repo
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {

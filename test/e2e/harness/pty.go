@@ -24,12 +24,18 @@ type Console struct {
 // AttachConsole starts `cocoon vm console ref` on a new PTY.
 func (e *Env) AttachConsole(ref string, extra ...string) *Console {
 	e.t.Helper()
+	return e.StartPTY(append(append([]string{"vm", "console"}, extra...), ref)...)
+}
+
+// StartPTY starts `cocoon args...` on a new 40x120 PTY.
+func (e *Env) StartPTY(args ...string) *Console {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := e.cmd(ctx, append(append([]string{"vm", "console"}, extra...), ref)...)
+	cmd := e.cmd(ctx, args...)
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
 		cancel()
-		e.t.Fatalf("start console: %v", err)
+		e.t.Fatalf("start cocoon %v on a PTY: %v", args, err)
 	}
 	c := &Console{t: e.t, ptmx: ptmx, done: make(chan error, 1)}
 	go func() {

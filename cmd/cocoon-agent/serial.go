@@ -1,0 +1,109 @@
+package main
+
+import (
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoonstack/cocoon/internal/agent/proto"
+)
+
+// A virtio-serial port reads EOF while no host client is connected, and the kernel sends
+// SIGIO (to fasync owners) when a host connects or disconnects. So a port that reads EOF waits
+// for a wake-up (SIGIO, or a slow tick in case one was missed) and then tries to read again.
+//
+// An EOF does not prove the session's host is gone: the guest learns of a disconnect and the
+// next client's connect on the control queue, and that client's data on the port's own queue,
+// so the next client's request can be read before the previous client's disconnect is seen.
+// A session is therefore only ended when the port stays disconnected for hostGoneAfter, or
+// when a new request arrives.
+type waker struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (w *waker) wait() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ch
+}
+
+func (w *waker) wake() {
+	w.mu.Lock()
+	close(w.ch)
+	w.ch = make(chan struct{})
+	w.mu.Unlock()
+}
+
+func serveSerial() {
+	w := &waker{ch: make(chan struct{})}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGIO)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		for {
+			select {
+			case <-sig:
+			case <-tick.C:
+			}
+			w.wake()
+		}
+	}()
+	serving := map[string]bool{}
+	for {
+		// Ports are fixed at boot but virtio_console may probe after we start.
+		for name, dev := range findPorts() {
+			if !serving[name] {
+				serving[name] = true
+				go servePort(name, dev, w)
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// findPorts maps our port names to their device nodes.
+func findPorts() map[string]string {
+	out := map[string]string{}
+	dirs, _ := filepath.Glob("/sys/class/virtio-ports/vport*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "name"))
+		name := strings.TrimSpace(string(b))
+		if err != nil || !strings.HasPrefix(name, proto.SerialPortPrefix) {
+			continue
+		}
+		out[name] = "/dev/" + filepath.Base(d)
+	}
+	return out
+}
+
+func servePort(name, dev string, w *waker) {
+	var f *os.File
+	for f == nil {
+		fd, err := unix.Open(dev, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			log.Printf("open %s (%s): %v", dev, name, err)
+			<-w.wait()
+			continue
+		}
+		f = os.NewFile(uintptr(fd), dev)
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETOWN, os.Getpid())
+		}
+		if err == nil {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_ASYNC)
+		}
+		if err != nil {
+			log.Printf("%s: no SIGIO (%v), polling each second", dev, err)
+		}
+	}
+	log.Printf("serving %s on %s", name, dev)
+	serveStream(name, f, f, w)
+}
