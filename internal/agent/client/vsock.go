@@ -26,9 +26,11 @@ func HybridVsock(socket string, port int) Dialer {
 		}
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		defer stop()
+		// The hypervisor may close before the request is written (nothing listens on the guest
+		// port): that is the same refusal as a missing OK.
 		if _, err := fmt.Fprintf(conn, "CONNECT %d\n", port); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("vsock CONNECT: %w", err)
+			return nil, fmt.Errorf("vsock CONNECT %d (no agent listening in the guest?): %w", port, err)
 		}
 		br := bufio.NewReader(conn)
 		line, err := br.ReadString('\n')
