@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cocoonstack/cocoon/internal/store"
 )
 
 // resolveIn finds one VM by exact ID, exact name, or a unique ID prefix of at least 3 chars.
@@ -59,45 +61,53 @@ func (e *Engine) resolveIDs(ctx context.Context, refs []string) ([]string, error
 }
 
 // reconcile writes back what it observes: a VM recorded as running whose hypervisor process is
-// gone becomes stopped. It returns the reconciled records sorted by creation time.
+// gone becomes stopped. It returns the reconciled records sorted by creation time. The index is
+// rewritten only when a record really changed, so read commands stay cheap at scale.
 func (e *Engine) reconcile(ctx context.Context) ([]VM, error) {
-	var dead []string
-	var all []VM
-	if err := e.vms.Read(ctx, func(x *vmIndex) error {
-		for _, vm := range x.VMs {
-			if vm.State == StateRunning && !e.alive(vm) {
-				dead = append(dead, vm.ID)
-			}
-		}
-		return nil
-	}); err != nil {
-		return nil, err
+	var dead bool
+	all, err := e.snapshotVMs(ctx, func(vm *VM) { dead = dead || (vm.State == StateRunning && !e.alive(vm)) })
+	if err != nil || !dead {
+		return all, err
 	}
-	err := e.vms.Update(ctx, func(x *vmIndex) error {
-		if len(dead) == 0 {
-			return nil
-		}
+	all = all[:0]
+	err = e.vms.Update(ctx, func(x *vmIndex) error {
 		now := time.Now().UTC()
-		for _, id := range dead {
+		changed := false
+		for _, vm := range x.VMs {
 			// Re-check under the write lock: a concurrent start may have relaunched it.
-			if vm, ok := x.VMs[id]; ok && vm.State == StateRunning && !e.alive(vm) {
+			if vm.State == StateRunning && !e.alive(vm) {
 				vm.State, vm.PID, vm.PIDStart = StateStopped, 0, 0
 				vm.StoppedAt, vm.UpdatedAt = &now, now
+				changed = true
 			}
+			all = append(all, *vm)
+		}
+		if !changed {
+			return store.ErrUnchanged
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	err = e.vms.Read(ctx, func(x *vmIndex) error {
+	sortVMs(all)
+	return all, err
+}
+
+// snapshotVMs copies every record under the shared lock, calling see on each, sorted by creation.
+func (e *Engine) snapshotVMs(ctx context.Context, see func(*VM)) ([]VM, error) {
+	var all []VM
+	err := e.vms.Read(ctx, func(x *vmIndex) error {
+		all = make([]VM, 0, len(x.VMs))
 		for _, vm := range x.VMs {
+			see(vm)
 			all = append(all, *vm)
 		}
 		return nil
 	})
-	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
+	sortVMs(all)
 	return all, err
+}
+
+func sortVMs(all []VM) {
+	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
 }
 
 func (e *Engine) alive(vm *VM) bool {

@@ -77,6 +77,10 @@ func (s *Store[T, P]) Read(ctx context.Context, fn func(P) error) error {
 	return fn(idx)
 }
 
+// ErrUnchanged may be returned by an Update callback that found nothing to change: Update then
+// returns nil without rewriting the file (read commands stay read-only on disk).
+var ErrUnchanged = errors.New("index unchanged")
+
 // Update calls fn with the current index under the exclusive lock and writes the result
 // atomically when fn returns nil. When fn fails nothing is written.
 func (s *Store[T, P]) Update(ctx context.Context, fn func(P) error) error {
@@ -90,6 +94,9 @@ func (s *Store[T, P]) Update(ctx context.Context, fn func(P) error) error {
 		return err
 	}
 	if err := fn(idx); err != nil {
+		if errors.Is(err, ErrUnchanged) {
+			return nil
+		}
 		return err
 	}
 	return s.WriteUnlocked(idx)
