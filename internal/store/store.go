@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/cocoonstack/cocoon/internal/crashpoint"
 	"github.com/cocoonstack/cocoon/internal/lock"
 )
 
@@ -164,10 +165,12 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp.Name(), err)
 	}
+	crashpoint.Hit()
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	done = true
+	defer crashpoint.Hit()
 	return syncDir(dir)
 }
 
