@@ -132,7 +132,7 @@ func (s *Store[T, P]) WriteUnlocked(idx P) error {
 	if err != nil {
 		return fmt.Errorf("encode index %s: %w", s.path, err)
 	}
-	return WriteFileAtomic(s.path, append(data, '\n'), 0o644)
+	return WriteFileAtomic(s.path, append(data, '\n'), 0o600) // root-only, like the state dirs
 }
 
 // WriteFileAtomic writes data to path so that readers see the old or the new content, never a

@@ -149,6 +149,12 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	if err := os.Remove(ramPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
 	}
+	// QEMU would create the RAM file with the umask's mode (0644): guest memory is private.
+	if l.RAM.Shared {
+		if err := createPrivate(l.RAM.File); err != nil {
+			return hypervisor.Process{}, fmt.Errorf("create guest RAM file: %w", err)
+		}
+	}
 	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binary, args, false)+"\n"), 0o600); err != nil {
 		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
 	}
@@ -307,4 +313,13 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, tapByName: true}
 	args, _ := ab.build()
 	return shellJoin(b.binary, args, true), nil
+}
+
+// createPrivate makes an empty 0600 file (QEMU sizes it when it maps it).
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
