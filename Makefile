@@ -32,8 +32,11 @@ test: deps images build ## Install what is missing, build images, run the whole 
 unit: ## Only the fast tests (no VM boots)
 	$(GO) test -short -count=1 ./...
 
-bench: deps images build ## Benchmarks: ratios measured in one run
-	COCOON_BIN=$(CURDIR)/bin/cocoon $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+BENCH_COUNT ?= 3
+BENCH ?= .
+
+bench: deps images build ## Benchmarks: one table of medians (min/max over BENCH_COUNT runs) + bench.json
+	bash -o pipefail -c "COCOON_BIN=$(CURDIR)/bin/cocoon $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count $(BENCH_COUNT) -timeout 180m ./... 2>&1 | $(GO) run ./test/benchreport -json bench.json"
 
 demo: deps build ## Boot the built-in tiny image, show its console, stop and remove it (root)
 	bash os-image/build.sh tiny
