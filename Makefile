@@ -36,7 +36,7 @@ BENCH_COUNT ?= 3
 BENCH ?= .
 
 bench: deps images build ## Benchmarks: one table of medians (min/max over BENCH_COUNT runs) + bench.json
-	bash -o pipefail -c "COCOON_BIN=$(CURDIR)/bin/cocoon $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count $(BENCH_COUNT) -timeout 180m ./... 2>&1 | $(GO) run ./test/benchreport -json bench.json"
+	COCOON_BIN=$(CURDIR)/bin/cocoon GO=$(GO) BENCH='$(BENCH)' BENCH_COUNT=$(BENCH_COUNT) bash scripts/bench.sh
 
 demo: deps build ## Boot the built-in tiny image, show its console, stop and remove it (root)
 	bash os-image/build.sh tiny
