@@ -104,7 +104,7 @@ func (e *Engine) observe(vm *VM) (VM, bool) {
 		return out, false
 	}
 	now := time.Now().UTC()
-	if e.adoptHypervisor(&out) {
+	if e.adoptHypervisor(&out) && !e.busy(vm.ID) {
 		out.State, out.UpdatedAt = StateError, now
 		out.LastError = "its hypervisor was launched by an interrupted command: stop or remove the VM"
 		return out, true
@@ -134,6 +134,17 @@ func (e *Engine) adoptHypervisor(vm *VM) bool {
 	}
 	vm.PID, vm.PIDStart = p.PID, p.StartTime
 	return true
+}
+
+// busy reports whether a live command holds the VM's operation lock (a start or restore that
+// has launched the hypervisor but not yet recorded it).
+func (e *Engine) busy(id string) bool {
+	l := e.vmLock(id)
+	if l.TryLock() != nil {
+		return true
+	}
+	l.Unlock() //nolint:errcheck
+	return false
 }
 
 // snapshotVMs copies every record under the shared lock, calling see on each, sorted by creation.
