@@ -37,8 +37,11 @@ test: deps images build cross ## Install what is missing, build images, run the 
 unit: ## Only the fast tests (no VM boots)
 	$(GO) test -short -count=1 ./...
 
-bench: deps images build ## Benchmarks: ratios measured in one run
-	COCOON_BIN=$(CURDIR)/bin/cocoon $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+BENCH_COUNT ?= 3
+BENCH ?= .
+
+bench: deps images build ## Benchmarks: one table of medians (min/max over BENCH_COUNT runs) + bench.json
+	COCOON_BIN=$(CURDIR)/bin/cocoon GO=$(GO) BENCH='$(BENCH)' BENCH_COUNT=$(BENCH_COUNT) bash scripts/bench.sh
 
 demo: deps build ## Boot the built-in tiny image, show its console, stop and remove it (root)
 	bash os-image/build.sh tiny

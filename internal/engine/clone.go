@@ -276,14 +276,28 @@ func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
 			return err
 		}
 	}
-	info, err := disk.Info(d.Path, string(d.Format))
+	size, err := virtualSize(d)
 	if err != nil {
 		return err
 	}
-	if vm.Config.Storage > info.VirtualSize {
+	if vm.Config.Storage > size {
 		return disk.Resize(d.Path, string(d.Format), vm.Config.Storage)
 	}
 	return nil
+}
+
+// virtualSize is a disk's guest-visible size: a raw file's own size (no qemu-img process on
+// the clone path), else what qemu-img reports.
+func virtualSize(d hypervisor.Disk) (int64, error) {
+	if d.Format == hypervisor.FormatRaw {
+		fi, err := os.Stat(d.Path)
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	}
+	info, err := disk.Info(d.Path, string(d.Format))
+	return info.VirtualSize, err
 }
 
 // resumeFrom starts the VM's hypervisor from the snapshot's state and records it running.

@@ -217,7 +217,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 		if err != nil {
 			return err
 		}
-		if e.alive(vm) {
+		if e.alive(vm) || e.adoptHypervisor(vm) {
 			if !force {
 				return fmt.Errorf("VM %s is running: stop it first or use rm --force", vm.Name)
 			}

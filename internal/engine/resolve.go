@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/store"
 )
 
@@ -60,46 +61,109 @@ func (e *Engine) resolveIDs(ctx context.Context, refs []string) ([]string, error
 	return ids, err
 }
 
-// reconcile writes back what it observes: a VM recorded as running whose hypervisor process is
-// gone becomes stopped. It returns the reconciled records sorted by creation time.
+// reconcile writes back what it observes (see observe). It returns the reconciled records
+// sorted by creation time. The index is rewritten only when a record really changed, so read
+// commands stay cheap at scale.
 func (e *Engine) reconcile(ctx context.Context) ([]VM, error) {
-	var dead []string
-	var all []VM
-	if err := e.vms.Read(ctx, func(x *vmIndex) error {
-		for _, vm := range x.VMs {
-			if vm.State == StateRunning && !e.alive(vm) {
-				dead = append(dead, vm.ID)
-			}
+	var stale bool
+	all, err := e.snapshotVMs(ctx, func(vm *VM) {
+		if !stale {
+			_, stale = e.observe(vm)
 		}
-		return nil
-	}); err != nil {
-		return nil, err
+	})
+	if err != nil || !stale {
+		return all, err
 	}
-	err := e.vms.Update(ctx, func(x *vmIndex) error {
-		if len(dead) == 0 {
-			return nil
-		}
-		now := time.Now().UTC()
-		for _, id := range dead {
-			// Re-check under the write lock: a concurrent start may have relaunched it.
-			if vm, ok := x.VMs[id]; ok && vm.State == StateRunning && !e.alive(vm) {
-				vm.State, vm.PID, vm.PIDStart = StateStopped, 0, 0
-				vm.StoppedAt, vm.UpdatedAt = &now, now
+	all = all[:0]
+	err = e.vms.Update(ctx, func(x *vmIndex) error {
+		changed := false
+		for _, vm := range x.VMs {
+			// Observe again under the write lock: a concurrent command may have changed it.
+			if seen, ok := e.observe(vm); ok {
+				*vm, changed = seen, true
 			}
+			all = append(all, *vm)
+		}
+		if !changed {
+			return store.ErrUnchanged
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	sortVMs(all)
+	return all, err
+}
+
+// observe returns the record as the processes show it and whether that differs: a running
+// record whose hypervisor is gone is stopped; a hypervisor the record does not name (a command
+// crashed between launching it and recording it, maybe before its guest was resumed) is
+// recorded in state error, for the user to stop or remove. Records still being created are
+// left to their command, or to rm.
+func (e *Engine) observe(vm *VM) (VM, bool) {
+	out := *vm
+	if vm.State == StateCreating || vm.State == StateRunning && e.alive(vm) {
+		return out, false
 	}
-	err = e.vms.Read(ctx, func(x *vmIndex) error {
+	now := time.Now().UTC()
+	if e.adoptHypervisor(&out) && !e.busy(vm.ID) {
+		out.State, out.UpdatedAt = StateError, now
+		out.LastError = "its hypervisor was launched by an interrupted command: stop or remove the VM"
+		return out, true
+	}
+	if vm.State != StateRunning {
+		return out, false
+	}
+	out.State, out.PID, out.PIDStart = StateStopped, 0, 0
+	out.StoppedAt, out.UpdatedAt = &now, now
+	return out, true
+}
+
+// adoptHypervisor points vm (a copy) at a live hypervisor of this VM that its record does not
+// name, and reports whether there was one.
+func (e *Engine) adoptHypervisor(vm *VM) bool {
+	b, err := e.backendOf(vm)
+	if err != nil {
+		return false
+	}
+	f, ok := b.(hypervisor.Finder)
+	if !ok {
+		return false
+	}
+	p, ok := f.Find(hypervisor.VMRef{ID: vm.ID, RunDir: vm.RunDir})
+	if !ok || p.PID == vm.PID && p.StartTime == vm.PIDStart {
+		return false
+	}
+	vm.PID, vm.PIDStart = p.PID, p.StartTime
+	return true
+}
+
+// busy reports whether a live command holds the VM's operation lock (a start or restore that
+// has launched the hypervisor but not yet recorded it).
+func (e *Engine) busy(id string) bool {
+	l := e.vmLock(id)
+	if l.TryLock() != nil {
+		return true
+	}
+	l.Unlock() //nolint:errcheck
+	return false
+}
+
+// snapshotVMs copies every record under the shared lock, calling see on each, sorted by creation.
+func (e *Engine) snapshotVMs(ctx context.Context, see func(*VM)) ([]VM, error) {
+	var all []VM
+	err := e.vms.Read(ctx, func(x *vmIndex) error {
+		all = make([]VM, 0, len(x.VMs))
 		for _, vm := range x.VMs {
+			see(vm)
 			all = append(all, *vm)
 		}
 		return nil
 	})
-	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
+	sortVMs(all)
 	return all, err
+}
+
+func sortVMs(all []VM) {
+	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt.Before(all[j].CreatedAt) })
 }
 
 func (e *Engine) alive(vm *VM) bool {

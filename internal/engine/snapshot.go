@@ -201,7 +201,7 @@ func (e *Engine) InspectSnapshot(ctx context.Context, ref string) (*snapshot.Sna
 func (e *Engine) RemoveSnapshots(ctx context.Context, refs []string) ([]string, error) {
 	var ids []string
 	for _, r := range refs {
-		s, err := e.snaps.Resolve(ctx, r)
+		s, err := e.snaps.ResolveAny(ctx, r)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	"github.com/cocoonstack/cocoon/internal/crashpoint"
 )
 
 // step is one named stage of a multi-step operation, with the undo that reverses it.
@@ -20,6 +22,7 @@ type step struct {
 // Undo runs with a fresh context so that a cancelled command (Ctrl-C) still cleans up.
 func runSteps(ctx context.Context, what string, steps []step) error {
 	for i, s := range steps {
+		crashpoint.Hit()
 		if err := s.do(ctx); err != nil {
 			for j := i; j >= 0; j-- {
 				if u := steps[j].undo; u != nil {

@@ -179,6 +179,9 @@ func (s *Store) Commit(ctx context.Context, snap *Snapshot, staging string) erro
 	}
 	snap.Pending = false
 	return s.idx.Update(ctx, func(x *index) error {
+		if _, ok := x.Snapshots[snap.ID]; !ok { // removed while pending: do not bring it back
+			return fmt.Errorf("commit snapshot %s: it was removed while being written", snap.Name)
+		}
 		x.Snapshots[snap.ID] = snap
 		return nil
 	})
@@ -201,11 +204,13 @@ func (s *Store) Drop(ctx context.Context, id string) error {
 }
 
 // List returns committed snapshots, oldest first.
-func (s *Store) List(ctx context.Context) ([]Snapshot, error) {
+func (s *Store) List(ctx context.Context) ([]Snapshot, error) { return s.list(ctx, false) }
+
+func (s *Store) list(ctx context.Context, pending bool) ([]Snapshot, error) {
 	var out []Snapshot
 	err := s.idx.Read(ctx, func(x *index) error {
 		for _, snap := range x.Snapshots {
-			if !snap.Pending {
+			if pending || !snap.Pending {
 				out = append(out, *snap)
 			}
 		}
@@ -217,7 +222,17 @@ func (s *Store) List(ctx context.Context) ([]Snapshot, error) {
 
 // Resolve finds a committed snapshot by ID, name or unique ID prefix (≥ 3 chars).
 func (s *Store) Resolve(ctx context.Context, ref string) (*Snapshot, error) {
-	all, err := s.List(ctx)
+	return s.resolve(ctx, ref, false)
+}
+
+// ResolveAny also finds pending records, so `snapshot rm` can remove what a crashed save or
+// import left (its name would stay taken until GC's grace ends).
+func (s *Store) ResolveAny(ctx context.Context, ref string) (*Snapshot, error) {
+	return s.resolve(ctx, ref, true)
+}
+
+func (s *Store) resolve(ctx context.Context, ref string, pending bool) (*Snapshot, error) {
+	all, err := s.list(ctx, pending)
 	if err != nil {
 		return nil, err
 	}

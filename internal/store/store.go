@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/cocoonstack/cocoon/internal/crashpoint"
 	"github.com/cocoonstack/cocoon/internal/lock"
 )
 
@@ -77,6 +78,10 @@ func (s *Store[T, P]) Read(ctx context.Context, fn func(P) error) error {
 	return fn(idx)
 }
 
+// ErrUnchanged may be returned by an Update callback that found nothing to change: Update then
+// returns nil without rewriting the file (read commands stay read-only on disk).
+var ErrUnchanged = errors.New("index unchanged")
+
 // Update calls fn with the current index under the exclusive lock and writes the result
 // atomically when fn returns nil. When fn fails nothing is written.
 func (s *Store[T, P]) Update(ctx context.Context, fn func(P) error) error {
@@ -90,6 +95,9 @@ func (s *Store[T, P]) Update(ctx context.Context, fn func(P) error) error {
 		return err
 	}
 	if err := fn(idx); err != nil {
+		if errors.Is(err, ErrUnchanged) {
+			return nil
+		}
 		return err
 	}
 	return s.WriteUnlocked(idx)
@@ -124,7 +132,7 @@ func (s *Store[T, P]) WriteUnlocked(idx P) error {
 	if err != nil {
 		return fmt.Errorf("encode index %s: %w", s.path, err)
 	}
-	return WriteFileAtomic(s.path, append(data, '\n'), 0o644)
+	return WriteFileAtomic(s.path, append(data, '\n'), 0o600) // root-only, like the state dirs
 }
 
 // WriteFileAtomic writes data to path so that readers see the old or the new content, never a
@@ -157,10 +165,12 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp.Name(), err)
 	}
+	crashpoint.Hit()
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	done = true
+	defer crashpoint.Hit()
 	return syncDir(dir)
 }
 

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,48 +114,6 @@ func BenchmarkCloneVsColdBoot(b *testing.B) {
 	b.ReportMetric(clone["8G"].Seconds(), "clone-8G-s")
 	b.ReportMetric(float64(cold)/float64(clone["1G"]), "coldboot/clone")
 	b.ReportMetric(float64(clone["8G"])/float64(clone["1G"]), "clone8G/clone1G")
-}
-
-// BenchmarkCloneMemory: host memory added per clone for 20 clones of one 1 GiB snapshot
-// (proportional set size of the clone processes, so shared page cache is split fairly).
-func BenchmarkCloneMemory(b *testing.B) {
-	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
-	env := harness.NewEnv(b)
-	layout := harness.RequireImage(b, "tiny")
-	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
-	env.MustRun("image", "pull", ref)
-	env.MustRun("vm", "run", "--name", "src", "--nics", "0", "--cpu", "1", "--memory", "1G", ref)
-	env.WaitConsole(env.Inspect("src"), "COCOON-READY", 5*time.Minute)
-	env.MustRun("snapshot", "save", "--name", "s", "src")
-	env.MustRun("vm", "rm", "--force", "src")
-	const n = 20
-	var pss int64
-	for i := 0; i < n; i++ {
-		env.MustRun("vm", "clone", "--name", fmt.Sprintf("m%d", i), "s")
-	}
-	time.Sleep(5 * time.Second) // let the clones settle after resume
-	for i := 0; i < n; i++ {
-		pss += pssKB(b, env.Inspect(fmt.Sprintf("m%d", i)).PID)
-	}
-	per := float64(pss) / n / 1024
-	b.ReportMetric(per, "MiB/clone")
-	b.ReportMetric(per/1024*100, "%-of-guest-RAM")
-}
-
-// pssKB reads the proportional set size of a process.
-func pssKB(b *testing.B, pid int) int64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			return v
-		}
-	}
-	b.Fatal("no Pss in smaps_rollup")
-	return 0
 }
 
 // BenchmarkSnapshotSave: save time against the memory the guest touched.

@@ -31,6 +31,9 @@ func ParseResult(res types.Result) (*Lease, []string, error) {
 		if bits == 8*16 { // an IPv4 address may carry a 16-byte mask
 			ones -= 96
 		}
+		if ones < 0 || ones > 32 { // e.g. ::ffff:a.b.c.d/50: no IPv4 prefix the guest could use
+			return nil, nil, fmt.Errorf("CNI result: IPv4 address %s has no valid IPv4 prefix", ipc.Address.String())
+		}
 		l := &Lease{IP: ip4.String(), Prefix: ones}
 		if gw := ipc.Gateway.To4(); gw != nil {
 			l.Gateway = gw.String()

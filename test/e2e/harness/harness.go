@@ -115,13 +115,23 @@ func NewEnv(t testing.TB) *Env {
 	}
 	e := &Env{t: t, Bin: Binary(t), Root: filepath.Join(base, "root"), RunDir: filepath.Join(base, "run"),
 		LogDir: filepath.Join(base, "log"), MemDir: mem, Config: filepath.Join(base, "cocoon.yaml")}
-	cfg := fmt.Sprintf("root_dir: %s\nrun_dir: %s\nlog_dir: %s\nmemory_dir: %s\ncni_conf_dir: %s\ncni_bin_dir: /usr/lib/cni\nstop_timeout_seconds: 30\nlog:\n  level: debug\n",
-		e.Root, e.RunDir, e.LogDir, e.MemDir, filepath.Join(base, "cni"))
-	if err := os.WriteFile(e.Config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e.writeConfig()
 	t.Cleanup(e.cleanup)
 	return e
+}
+
+func (e *Env) writeConfig() {
+	cfg := fmt.Sprintf("root_dir: %s\nrun_dir: %s\nlog_dir: %s\nmemory_dir: %s\ncni_conf_dir: %s\ncni_bin_dir: /usr/lib/cni\nstop_timeout_seconds: 30\nlog:\n  level: debug\n",
+		e.Root, e.RunDir, e.LogDir, e.MemDir, filepath.Join(filepath.Dir(e.Config), "cni"))
+	if err := os.WriteFile(e.Config, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// MoveState puts the root and run dirs under dir (e.g. a small filesystem) before first use.
+func (e *Env) MoveState(dir string) {
+	e.Root, e.RunDir = filepath.Join(dir, "root"), filepath.Join(dir, "run")
+	e.writeConfig()
 }
 
 // cleanup removes every VM of the env and leftover processes; it may run more than once.

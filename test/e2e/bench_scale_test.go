@@ -1,0 +1,228 @@
+package e2e
+
+// Scale benchmarks: clone density and the control plane at 1000 VMs.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+// smapsKB reads fields (summed) of a process's smaps_rollup.
+func smapsKB(b *testing.B, pid int, fields ...string) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum int64
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		for _, want := range fields {
+			if len(f) >= 2 && f[0] == want+":" {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+func memAvailableMiB() int {
+	data, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkCloneDensity starts N clones of one snapshot (COCOON_DENSITY_N, default 100, fewer
+// when available memory would not hold them at 64 MiB each), COCOON_DENSITY_PARALLEL at a time;
+// reports clones/s, clone time, PSS and private memory per clone, how many answer on their
+// console, and the time to remove all N concurrently.
+func BenchmarkCloneDensity(b *testing.B) {
+	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
+	n, par := envInt("COCOON_DENSITY_N", 100), envInt("COCOON_DENSITY_PARALLEL", 4)
+	if fit := (memAvailableMiB() - 2048) / 64; fit < n {
+		b.Logf("NOTE: density N=%d instead of %d: %d MiB available allows no more at 64 MiB per clone", max(fit, 1), n, memAvailableMiB())
+		n = max(fit, 1)
+	}
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	env.MustRun("vm", "run", "--name", "src", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	env.WaitConsole(env.Inspect("src"), "COCOON-READY", 5*time.Minute)
+	env.MustRun("snapshot", "save", "--name", "s", "src")
+	env.MustRun("vm", "rm", "--force", "src")
+
+	times := make([]time.Duration, n)
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			start := time.Now()
+			if r := env.Run("vm", "clone", "--name", fmt.Sprintf("d%d", i), "s"); r.Err != nil {
+				b.Errorf("clone d%d: %v %s", i, r.Err, r.Stderr)
+			}
+			times[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	total := time.Since(t0)
+	if b.Failed() {
+		b.FailNow()
+	}
+	time.Sleep(5 * time.Second) // let the clones settle after resume
+	var pss, priv []float64
+	for i := range n {
+		pid := env.Inspect(fmt.Sprintf("d%d", i)).PID
+		pss = append(pss, float64(smapsKB(b, pid, "Pss"))/1024)
+		priv = append(priv, float64(smapsKB(b, pid, "Private_Clean", "Private_Dirty"))/1024)
+	}
+	sort.Float64s(pss)
+	sort.Float64s(priv)
+	answered := 0
+	for i := range n {
+		c := env.AttachConsole(fmt.Sprintf("d%d", i))
+		c.Send("\recho ALIVE-$((40+2))\r")
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) && !strings.Contains(c.Output(), "ALIVE-42") {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if strings.Contains(c.Output(), "ALIVE-42") {
+			answered++
+		}
+		c.Send("\r\x1d.")
+		_ = c.Wait(15 * time.Second)
+	}
+	t0 = time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env.Run("vm", "rm", "--force", fmt.Sprintf("d%d", i))
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(n), "clones")
+	b.ReportMetric(float64(n)/total.Seconds(), "clones/s")
+	b.ReportMetric(float64(median(times).Milliseconds()), "clone-median-ms")
+	b.ReportMetric(float64(percentile(times, 0.95).Milliseconds()), "clone-p95-ms")
+	b.ReportMetric(pss[len(pss)/2], "PSS-MiB/clone")
+	b.ReportMetric(priv[len(priv)/2], "private-MiB/clone")
+	b.ReportMetric(float64(answered), "answered")
+	b.ReportMetric(time.Since(t0).Seconds(), "rm-all-s")
+}
+
+// runTimed runs cocoon once and returns its wall time and peak RSS (KiB); lastCPU keeps its
+// user+system CPU time (wall time on a loaded shared host is mostly waiting).
+func runTimed(b *testing.B, env *harness.Env, args ...string) (time.Duration, int64) {
+	c := env.Cmd(b.Context(), args...)
+	c.Stdout, c.Stderr = nil, nil
+	t0 := time.Now()
+	if err := c.Run(); err != nil {
+		b.Fatalf("cocoon %s: %v", strings.Join(args, " "), err)
+	}
+	lastCPU = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+	return time.Since(t0), c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+}
+
+var lastCPU time.Duration
+
+// BenchmarkControlPlane1000: vm create, then vm list / inspect / rm / gc with 1000 VM records
+// (the index is padded with copies of a real created record, which own no files).
+func BenchmarkControlPlane1000(b *testing.B) {
+	harness.Require(b, "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	var creates []time.Duration
+	for i := range 10 {
+		d, _ := runTimed(b, env, "vm", "create", "--name", fmt.Sprintf("c%d", i), "--nics", "0", ref)
+		creates = append(creates, d)
+	}
+	padIndex(b, env, 1000)
+	var lists, listCPU, jsons, inspects, rms []time.Duration
+	var rss int64
+	for i := range 5 {
+		d, r := runTimed(b, env, "vm", "list")
+		lists, listCPU, rss = append(lists, d), append(listCPU, lastCPU), max(rss, r)
+		d, _ = runTimed(b, env, "vm", "list", "-o", "json")
+		jsons = append(jsons, d)
+		d, _ = runTimed(b, env, "vm", "inspect", fmt.Sprintf("pad%d", 500+i))
+		inspects = append(inspects, d)
+		d, _ = runTimed(b, env, "vm", "rm", fmt.Sprintf("pad%d", i))
+		rms = append(rms, d)
+	}
+	gc, _ := runTimed(b, env, "gc")
+	b.ReportMetric(float64(median(creates).Milliseconds()), "create-ms")
+	b.ReportMetric(float64(median(lists).Milliseconds()), "list-1000-ms")
+	b.ReportMetric(float64(median(listCPU).Milliseconds()), "list-1000-cpu-ms")
+	b.ReportMetric(float64(median(jsons).Milliseconds()), "list-json-1000-ms")
+	b.ReportMetric(float64(rss)/1024, "list-1000-peak-RSS-MiB")
+	b.ReportMetric(float64(median(inspects).Milliseconds()), "inspect-1000-ms")
+	b.ReportMetric(float64(median(rms).Milliseconds()), "rm-1000-ms")
+	b.ReportMetric(float64(gc.Milliseconds()), "gc-1000-ms")
+}
+
+// padIndex copies the first record until the VM index holds n (IDs in the VM ID alphabet).
+func padIndex(b *testing.B, env *harness.Env, n int) {
+	path := filepath.Join(env.Root, "vm", "db", "vms.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var x struct {
+		Schema int                       `json:"schema"`
+		VMs    map[string]map[string]any `json:"vms"`
+		Names  map[string]string         `json:"names"`
+	}
+	if err := json.Unmarshal(data, &x); err != nil {
+		b.Fatal(err)
+	}
+	var proto map[string]any
+	for _, v := range x.VMs {
+		proto = v
+		break
+	}
+	for i := 0; len(x.VMs) < n; i++ {
+		id := fmt.Sprintf("PAD%023d", i)
+		id = strings.NewReplacer("0", "A", "1", "B", "8", "C", "9", "D").Replace(id)
+		rec := map[string]any{}
+		for k, v := range proto {
+			rec[k] = v
+		}
+		rec["id"], rec["name"] = id, fmt.Sprintf("pad%d", i)
+		rec["run_dir"], rec["log_dir"], rec["memory_dir"] = filepath.Join(env.RunDir, id), filepath.Join(env.LogDir, id), filepath.Join(env.MemDir, id)
+		x.VMs[id] = rec
+		x.Names[fmt.Sprintf("pad%d", i)] = id
+	}
+	out, _ := json.Marshal(x)
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		b.Fatal(err)
+	}
+}

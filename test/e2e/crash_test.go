@@ -1,0 +1,372 @@
+package e2e
+
+// Crash injection: SIGKILL the cocoon process in the middle of commands and check that the state
+// it leaves is true, removable and collectable. Kill points are either deterministic (the Nth
+// durable step, COCOON_CRASH_POINT) or a random delay; both come from one seed, so a failing
+// run is reproduced with the same COCOON_CRASH_SEED and COCOON_CRASH_INJECTIONS.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+// envInt reads a positive integer from the environment, else def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// crashOp is one command to interrupt; prep runs first (uncrashed) and may return extra args.
+type crashOp struct {
+	name    string
+	hostNet bool // runs in the test's own netns, where the registry listens
+	prep    func(i int) []string
+	args    func(i int) []string
+}
+
+func TestCrashInjection(t *testing.T) {
+	env, h, ref := netEnv(t, 81)
+	n, seed := envInt("COCOON_CRASH_INJECTIONS", 30), envInt("COCOON_CRASH_SEED", 1)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("crash injection: %d injections, seed %d", n, seed)
+
+	// Baseline: a running VM, a snapshot of it, an export archive and an image tar.
+	env.MustRun("vm", "run", "--name", "base", "--cpu", "1", "--memory", "512M", ref)
+	env.WaitConsole(env.Inspect("base"), "COCOON-READY", bootTimeout)
+	env.MustRun("snapshot", "save", "--name", "bs", "base")
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "bs.tar.gz")
+	env.MustRun("snapshot", "export", "-o", archive, "bs")
+	imageTar := filepath.Join(dir, "tiny.tar")
+	if out, err := exec.Command("tar", "-C", harness.RequireImage(t, "tiny"), "-cf", imageTar, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar image: %v %s", err, out)
+	}
+	baseVMs, seen := map[string]bool{}, map[string]bool{}
+	for _, vm := range listVMs(t, env) {
+		baseVMs[vm.ID] = true
+	}
+
+	ops := []crashOp{
+		{name: "vm create", args: func(i int) []string {
+			return []string{"vm", "create", "--name", fmt.Sprintf("c%d", i), "--cpu", "1", "--memory", "512M", ref}
+		}},
+		{name: "vm run", args: func(i int) []string {
+			return []string{"vm", "run", "--name", fmt.Sprintf("c%d", i), "--cpu", "1", "--memory", "512M", ref}
+		}},
+		{name: "snapshot save", args: func(i int) []string { return []string{"snapshot", "save", "--name", fmt.Sprintf("s%d", i), "base"} }},
+		{name: "vm clone", args: func(i int) []string { return []string{"vm", "clone", "--name", fmt.Sprintf("c%d", i), "bs"} }},
+		{name: "vm restore", args: func(int) []string { return []string{"vm", "restore", "base", "bs"} }},
+		{name: "vm rm", prep: func(i int) []string {
+			env.MustRun("vm", "clone", "--name", fmt.Sprintf("c%d", i), "bs")
+			return nil
+		}, args: func(i int) []string { return []string{"vm", "rm", "--force", fmt.Sprintf("c%d", i)} }},
+		{name: "image pull", hostNet: true, prep: func(int) []string {
+			onHost(env, func() { _ = env.Run("image", "rm", ref) })
+			return nil
+		}, args: func(int) []string { return []string{"image", "pull", ref} }},
+		{name: "image import", args: func(i int) []string { return []string{"image", "import", fmt.Sprintf("imp%d", i), imageTar} }},
+		{name: "snapshot import", args: func(i int) []string { return []string{"snapshot", "import", "--name", fmt.Sprintf("i%d", i), archive} }},
+	}
+	killed := 0
+	for i := range n {
+		op := ops[i%len(ops)]
+		if op.prep != nil {
+			op.prep(i)
+		}
+		point, delay := 0, time.Duration(0)
+		if rng.IntN(2) == 0 {
+			point = 1 + rng.IntN(10)
+		} else {
+			delay = time.Duration(rng.IntN(3000)) * time.Millisecond
+		}
+		var was bool
+		if op.hostNet {
+			onHost(env, func() { was = injectCrash(t, env, op.args(i), point, delay) })
+		} else {
+			was = injectCrash(t, env, op.args(i), point, delay)
+		}
+		if was {
+			killed++
+		}
+		t.Logf("injection %d: %s point=%d delay=%s killed=%v", i, op.name, point, delay, was)
+		checkAfterCrash(t, env, h, ref, baseVMs, seen)
+		if t.Failed() {
+			t.Fatalf("injection %d (%s, point %d, delay %s, seed %d) left a bad state", i, op.name, point, delay, seed)
+		}
+	}
+	t.Logf("crash injection: %d of %d commands were killed mid-way; all states were true and collectable", killed, n)
+}
+
+// onHost runs fn with env's commands in the test's own netns (the registry is on its loopback).
+func onHost(env *harness.Env, fn func()) {
+	ns := env.Netns
+	env.Netns = ""
+	defer func() { env.Netns = ns }()
+	fn()
+}
+
+// injectCrash runs cocoon with args and kills it at point (COCOON_CRASH_POINT) or after delay.
+// It reports whether the process died of SIGKILL.
+func injectCrash(t *testing.T, env *harness.Env, args []string, point int, delay time.Duration) bool {
+	t.Helper()
+	c := env.Cmd(t.Context(), args...)
+	if point > 0 {
+		c.Env = append(c.Env, fmt.Sprintf("COCOON_CRASH_POINT=%d", point))
+	}
+	var out strings.Builder
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if delay > 0 {
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-time.After(delay):
+				_ = c.Process.Signal(syscall.SIGKILL)
+			case <-done:
+			}
+		}()
+		defer close(done)
+	}
+	err := c.Wait()
+	ws, _ := c.ProcessState.Sys().(syscall.WaitStatus)
+	if err != nil && !ws.Signaled() {
+		t.Logf("cocoon %s (uncrashed) failed: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+type listedVM struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	PID      int    `json:"pid"`
+	RunDir   string `json:"run_dir"`
+	Networks []struct {
+		IP string `json:"ip"`
+	} `json:"network_configs"`
+}
+
+func listVMs(t *testing.T, env *harness.Env) []listedVM {
+	t.Helper()
+	var vms []listedVM
+	if err := json.Unmarshal([]byte(env.MustRun("vm", "list", "-o", "json")), &vms); err != nil {
+		t.Fatalf("parse vm list: %v", err)
+	}
+	return vms
+}
+
+// hypervisors maps the PIDs of QEMU processes of this env to their command lines.
+func hypervisors(env *harness.Env) map[int]string {
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, en := range entries {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		cmd := strings.ReplaceAll(string(raw), "\x00", " ")
+		if err == nil && strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, env.RunDir) {
+			out[pid] = cmd
+		}
+	}
+	return out
+}
+
+// checkIndexes parses every JSON index under the root.
+func checkIndexes(t *testing.T, env *harness.Env) {
+	t.Helper()
+	_ = filepath.Walk(env.Root, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || filepath.Ext(p) != ".json" || filepath.Base(filepath.Dir(p)) != "db" {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		var v map[string]any
+		if err := json.Unmarshal(data, &v); err != nil {
+			t.Errorf("index %s does not parse: %v", p, err)
+		}
+		return nil
+	})
+}
+
+// checkTruthful compares `vm list` with the hypervisor processes that exist.
+func checkTruthful(t *testing.T, env *harness.Env, vms []listedVM) {
+	t.Helper()
+	procs := hypervisors(env)
+	for _, vm := range vms {
+		running := false
+		for pid, cmd := range procs {
+			if strings.Contains(cmd, vm.RunDir+"/") {
+				running = true
+				if listed := vm.State == "running" || vm.State == "error"; listed && pid != vm.PID {
+					t.Errorf("VM %s is listed with pid %d but its hypervisor is pid %d", vm.Name, vm.PID, pid)
+				}
+				delete(procs, pid)
+			}
+		}
+		// A record still being created may have its hypervisor already (clone resumes it as
+		// its last step); rm must stop it, which checkNoOrphans proves. A hypervisor launched
+		// by an interrupted command is shown in state error with its pid.
+		listed := vm.State == "running" || vm.State == "error" && vm.PID > 0
+		if running != listed && vm.State != "creating" {
+			files, _ := os.ReadDir(vm.RunDir)
+			var names []string
+			for _, f := range files {
+				names = append(names, f.Name())
+			}
+			t.Errorf("VM %s is listed %s (pid %d) but its hypervisor process exists=%v; run dir: %v", vm.Name, vm.State, vm.PID, running, names)
+		}
+	}
+	for pid, cmd := range procs {
+		t.Errorf("hypervisor pid %d belongs to no listed VM: %.200s", pid, cmd)
+	}
+}
+
+// checkAfterCrash checks the state left by one injection, removes what the interrupted command
+// made (the VM must be removable), runs gc and checks that nothing is left that no record owns.
+func checkAfterCrash(t *testing.T, env *harness.Env, h *harness.HostNet, ref string, baseVMs, seen map[string]bool) {
+	t.Helper()
+	checkIndexes(t, env)
+	vms := listVMs(t, env)
+	checkTruthful(t, env, vms)
+	for _, vm := range vms {
+		seen[vm.ID] = true
+		if !baseVMs[vm.ID] {
+			if r := env.Run("vm", "rm", "--force", vm.ID); r.Err != nil {
+				t.Errorf("interrupted VM %s (%s) cannot be removed: %s", vm.Name, vm.State, r.Stderr)
+			}
+		}
+	}
+	for _, name := range snapshotNames(t, env) {
+		if name != "bs" {
+			if r := env.Run("snapshot", "rm", name); r.Err != nil {
+				t.Errorf("interrupted snapshot %s cannot be removed: %s", name, r.Stderr)
+			}
+		}
+	}
+	hasBase := false
+	for _, img := range listImages(t, env) {
+		hasBase = hasBase || img.Ref == ref
+		if strings.Contains(img.Ref, "imp") {
+			env.MustRun("image", "rm", img.Ref)
+		}
+	}
+	if !hasBase {
+		onHost(env, func() { env.MustRun("image", "pull", ref) }) // an interrupted pull after rm
+	}
+	// GC keeps work dirs younger than an hour (a running command may own them): age them, as
+	// the hour a host would wait.
+	old := time.Now().Add(-2 * time.Hour)
+	for _, pat := range []string{"snapshot/staging/*", "*/temp/*", "oci/temp/*", "cloudimg/temp/*"} {
+		paths, _ := filepath.Glob(filepath.Join(env.Root, pat))
+		for _, p := range paths {
+			_ = os.Chtimes(p, old, old)
+		}
+	}
+	env.MustRun("gc")
+	checkNoOrphans(t, env, h, seen)
+	// An interrupted restore may leave base stopped: the next save and restore need it running.
+	if base := env.Inspect("base"); base.State != "running" {
+		env.MustRun("vm", "stop", "--force", "base")
+		env.MustRun("vm", "start", "base")
+	}
+}
+
+// checkNoOrphans: nothing of a VM that is not listed remains (dirs, netns, links, leases,
+// processes), and no work dir is left.
+func checkNoOrphans(t *testing.T, env *harness.Env, h *harness.HostNet, seen map[string]bool) {
+	t.Helper()
+	vms := listVMs(t, env)
+	checkTruthful(t, env, vms)
+	live, nics := map[string]bool{}, 0
+	for _, vm := range vms {
+		live[vm.ID] = true
+		nics += len(vm.Networks)
+	}
+	for _, dir := range []string{env.RunDir, env.LogDir, env.MemDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, en := range entries {
+			if !live[en.Name()] {
+				t.Errorf("%s/%s belongs to no VM", dir, en.Name())
+			}
+		}
+	}
+	for _, ns := range harness.Netns(t) {
+		if id, ok := strings.CutPrefix(ns, "cocoon-"); ok && seen[id] && !live[id] {
+			t.Errorf("netns %s belongs to no VM", ns)
+		}
+	}
+	links, _ := h.Exec("ip", "-o", "link", "show", "type", "veth")
+	if got := len(strings.FieldsFunc(links, func(r rune) bool { return r == '\n' })); got != nics {
+		t.Errorf("%d NICs recorded but host netns has veths:\n%s", nics, links)
+	}
+	leases, _ := filepath.Glob("/var/lib/cni/networks/" + h.Network + "/10.*")
+	if len(leases) != nics {
+		t.Errorf("%d NICs recorded but %d IPAM leases: %v", nics, len(leases), leases)
+	}
+	for _, pat := range []string{"snapshot/staging/*", "oci/temp/*", "cloudimg/temp/*"} {
+		if left, _ := filepath.Glob(filepath.Join(env.Root, pat)); len(left) > 0 {
+			t.Errorf("work dirs left after gc: %v", left)
+		}
+	}
+	known := map[string]bool{}
+	for _, id := range snapshotIDs(t, env) {
+		known[id] = true
+	}
+	data, _ := os.ReadDir(filepath.Join(env.Root, "snapshot", "data"))
+	for _, d := range data {
+		if !known[d.Name()] {
+			t.Errorf("snapshot data dir %s belongs to no snapshot", d.Name())
+		}
+	}
+}
+
+type snapIndex struct {
+	Snapshots map[string]struct {
+		Name string `json:"name"`
+	} `json:"snapshots"`
+}
+
+func readSnapIndex(t *testing.T, env *harness.Env) snapIndex {
+	t.Helper()
+	var x snapIndex
+	data, err := os.ReadFile(filepath.Join(env.Root, "snapshot", "db", "snapshots.json"))
+	if err == nil {
+		if err := json.Unmarshal(data, &x); err != nil {
+			t.Fatalf("snapshot index: %v", err)
+		}
+	}
+	return x
+}
+
+// snapshotNames lists every snapshot record, pending ones included (list hides those).
+func snapshotNames(t *testing.T, env *harness.Env) []string {
+	var out []string
+	for _, s := range readSnapIndex(t, env).Snapshots {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func snapshotIDs(t *testing.T, env *harness.Env) []string {
+	var out []string
+	for id := range readSnapIndex(t, env).Snapshots {
+		out = append(out, id)
+	}
+	return out
+}
