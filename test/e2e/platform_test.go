@@ -91,6 +91,7 @@ func TestDebugCommandLinePerPlatform(t *testing.T) {
 	env.MustRun("image", "pull", "--platform", "linux/arm64", armRef)
 	dir := t.TempDir()
 	aio, digest := regexp.MustCompile(`aio=(io_uring|threads)`), regexp.MustCompile(`[0-9a-f]{64}`)
+	maxmem := regexp.MustCompile(`maxmem=[0-9]+M`) // follows the host's RAM
 	for plat, ref := range map[string]string{"amd64": amdRef, "arm64": armRef} {
 		script := env.MustRun("vm", "debug", "--accel", "tcg", "--nics", "0", "--cpu", "1", "--memory", "512M", "--name", "dbg",
 			"--platform", "linux/"+plat, "--cow", filepath.Join(dir, "cow-"+plat+".raw"), ref)
@@ -100,7 +101,7 @@ func TestDebugCommandLinePerPlatform(t *testing.T) {
 			t.Fatalf("%s: no QEMU command line in:\n%s", plat, script)
 		}
 		qemu = strings.NewReplacer(env.Root, "$ROOT", dir, "$DIR", env.MemDir, "$MEM", env.RunDir, "$RUN").Replace(qemu)
-		qemu = digest.ReplaceAllString(aio.ReplaceAllString(strings.TrimSpace(qemu), "aio=$$AIO"), "$$DIGEST") + "\n"
+		qemu = maxmem.ReplaceAllString(digest.ReplaceAllString(aio.ReplaceAllString(strings.TrimSpace(qemu), "aio=$$AIO"), "$$DIGEST"), "maxmem=$$MAXMEM") + "\n"
 		golden := filepath.Join("testdata", "debug-"+plat+".golden")
 		if *updateGolden {
 			if err := os.WriteFile(golden, []byte(qemu), 0o644); err != nil {
