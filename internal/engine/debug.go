@@ -57,8 +57,9 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("resolve the recipe's directory: %w", err)
 	}
+	// No guest agent: the recipe builds no agent layer, so its channel would serve nothing.
 	vm := &VM{ID: "debug-" + name, Name: name, Hypervisor: b.Name(), Config: VMConfig{CPU: o.CPU, Memory: o.Memory,
-		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows, Platform: plat}, RunDir: dir, LogDir: dir,
+		DiskQueueSize: o.DiskQueueSize, Accel: o.Accel, Windows: o.Windows, Platform: plat, NoAgent: true}, RunDir: dir, LogDir: dir,
 		MemoryDir: filepath.Join(e.cfg.MemoryDir, "debug-"+name)}
 	if vm.Config.Accel == "" {
 		vm.Config.Accel = e.cfg.Accel

@@ -15,7 +15,7 @@ type VM struct {
 	Hypervisor     string              `json:"hypervisor,omitempty"`
 	State          string              `json:"state"`
 	Config         VMConfig            `json:"config"`
-	PID            int                 `json:"pid"` // of the hypervisor process; 0 unless running
+	PID            int                 `json:"pid"` // of the hypervisor process; 0 unless running (or error with a live one)
 	NetworkConfigs []NetworkConfig     `json:"network_configs,omitempty"`
 	StorageConfigs []StorageConfig     `json:"storage_configs,omitempty"`
 	FirstBooted    bool                `json:"first_booted"`
@@ -112,7 +112,9 @@ func VMOf(vm *engine.VM) VM {
 		BootConfig: vm.Boot, ImageBlobIDs: vm.ImageBlobIDs, RunDir: vm.RunDir, LogDir: vm.LogDir,
 		Accel: vm.Accel, DiskAIO: vm.DiskAIO, LastError: vm.LastError,
 	}
-	if vm.State == engine.StateRunning {
+	// An error record names a hypervisor only when reconciliation found one left by an
+	// interrupted command: the user must see which process to expect.
+	if vm.State == engine.StateRunning || vm.State == engine.StateError {
 		v.PID = vm.PID
 	}
 	for _, n := range vm.Networks {

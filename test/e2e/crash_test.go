@@ -151,21 +151,42 @@ func injectCrash(t *testing.T, env *harness.Env, args []string, point int, delay
 }
 
 type listedVM struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	State    string `json:"state"`
-	PID      int    `json:"pid"`
-	RunDir   string `json:"run_dir"`
-	Networks []struct {
-		IP string `json:"ip"`
-	} `json:"network_configs"`
+	ID, Name, State, RunDir string
+	PID                     int
+	Networks                []struct{ IP string }
 }
 
+// listVMs reads `vm list -o json` (the original's VM objects: name in config.name, each NIC's
+// address in network_configs[].network.ip).
 func listVMs(t *testing.T, env *harness.Env) []listedVM {
 	t.Helper()
-	var vms []listedVM
-	if err := json.Unmarshal([]byte(env.MustRun("vm", "list", "-o", "json")), &vms); err != nil {
+	var raw []struct {
+		ID     string `json:"id"`
+		State  string `json:"state"`
+		PID    int    `json:"pid"`
+		RunDir string `json:"run_dir"`
+		Config struct {
+			Name string `json:"name"`
+		} `json:"config"`
+		NICs []struct {
+			Network *struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"network_configs"`
+	}
+	if err := json.Unmarshal([]byte(env.MustRun("vm", "list", "-o", "json")), &raw); err != nil {
 		t.Fatalf("parse vm list: %v", err)
+	}
+	vms := make([]listedVM, len(raw))
+	for i, r := range raw {
+		vms[i] = listedVM{ID: r.ID, Name: r.Config.Name, State: r.State, RunDir: r.RunDir, PID: r.PID}
+		for _, n := range r.NICs {
+			ip := ""
+			if n.Network != nil {
+				ip = n.Network.IP
+			}
+			vms[i].Networks = append(vms[i].Networks, struct{ IP string }{ip})
+		}
 	}
 	return vms
 }
