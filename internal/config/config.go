@@ -212,8 +212,9 @@ func (c *Config) validate() error {
 	if !oneOf(c.Log.Format, "text", "json") {
 		errs = append(errs, fmt.Errorf("log.format must be text or json, got %q", c.Log.Format))
 	}
-	if !oneOf(c.Hypervisor, "auto", "qemu", "cloud-hypervisor", "firecracker") {
-		errs = append(errs, fmt.Errorf("hypervisor must be auto, qemu, cloud-hypervisor or firecracker, got %q", c.Hypervisor))
+	// The hypervisor name is checked against the registered backends by the engine.
+	if c.Hypervisor == "" {
+		errs = append(errs, fmt.Errorf("hypervisor must be auto or a backend name, got an empty value"))
 	}
 	if !oneOf(c.Accel, "auto", "kvm", "tcg") {
 		errs = append(errs, fmt.Errorf("accel must be auto, kvm or tcg, got %q", c.Accel))

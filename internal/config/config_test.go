@@ -158,7 +158,6 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		"bad dns":         {"", "", "COCOON_DNS=not-an-ip", `invalid DNS server address "not-an-ip"`},
 		"bad level":       {"", "", "COCOON_LOG_LEVEL=loud", "log.level must be"},
 		"bad timeout":     {"c.yaml", "stop_timeout_seconds: 0\n", "", "stop_timeout_seconds must be > 0"},
-		"bad hypervisor":  {"", "", "COCOON_HYPERVISOR=xen", "hypervisor must be"},
 		"missing file":    {"missing.yaml", "", "", "read config"},
 		"not a number":    {"c.yaml", "pool_size: many\n", "", "config"},
 		"empty root dir":  {"", "", "COCOON_ROOT_DIR= ", "root_dir must not be empty"},

@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cocoonstack/cocoon/internal/config"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
-	"github.com/cocoonstack/cocoon/internal/hypervisor/qemu"
+	_ "github.com/cocoonstack/cocoon/internal/hypervisor/backends" // every backend registers itself
 	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/lock"
 	"github.com/cocoonstack/cocoon/internal/network"
@@ -59,13 +60,21 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 		cfg:    cfg,
 		images: image.NewManager(cfg.RootDir, iopts),
 		net:    network.NewManager(cfg.RootDir, cfg.CNIConfDir, cfg.CNIBinDir),
-		backends: map[string]hypervisor.Backend{
-			"qemu": qemu.New(qemu.Options{Binary: cfg.QEMUBinary, SocketWait: seconds(cfg.SocketWaitTimeoutSeconds)}),
-		},
+		backends: map[string]hypervisor.Backend{},
 		vms:    store.New[vmIndex](filepath.Join(vmDir, "db"), "vms", vmSchema),
 		snaps:  snapshot.NewStore(cfg.RootDir),
 		vmDir:  vmDir,
 		rootID: rootID,
+	}
+	for _, r := range hypervisor.Registered() {
+		b := r.New(cfg)
+		e.backends[r.Name] = b
+		if sn, ok := b.(hypervisor.Snapshotter); ok {
+			snapshot.DeclareStateFiles(r.Name, sn.StateFile)
+		}
+	}
+	if _, ok := e.backends[cfg.Hypervisor]; !ok && cfg.Hypervisor != "auto" {
+		return nil, fmt.Errorf("hypervisor %q in the configuration is not one of auto, %s", cfg.Hypervisor, strings.Join(hypervisor.Names(), ", "))
 	}
 	return e, nil
 }
@@ -85,21 +94,30 @@ func ensureWritableDir(dir string) error {
 	return os.Remove(f.Name())
 }
 
-// backendFor picks the backend for a new VM: the flag, else the config, where auto means Cloud
-// Hypervisor when its binary is installed, else QEMU.
+// backendFor picks the backend for a new VM: the flag, else the config, where auto means the
+// highest-ranked registered backend that can run here (Cloud Hypervisor when its binary and
+// a usable KVM exist, else QEMU).
 func (e *Engine) backendFor(name string) (hypervisor.Backend, error) {
 	if name == "" {
 		name = e.cfg.Hypervisor
 	}
 	if name == "auto" {
-		if b, ok := e.backends["cloud-hypervisor"]; ok && b.Available() == nil {
-			return b, nil
+		var why []string
+		for _, r := range hypervisor.Registered() {
+			if r.Auto == 0 {
+				continue
+			}
+			err := e.backends[r.Name].Available()
+			if err == nil {
+				return e.backends[r.Name], nil
+			}
+			why = append(why, err.Error())
 		}
-		name = "qemu"
+		return nil, fmt.Errorf("no hypervisor can run here: %s", strings.Join(why, "; "))
 	}
 	b, ok := e.backends[name]
 	if !ok {
-		return nil, fmt.Errorf("hypervisor %q is not supported by this build: use qemu", name)
+		return nil, fmt.Errorf("hypervisor %q is not supported: use auto, %s", name, strings.Join(hypervisor.Names(), ", "))
 	}
 	if err := b.Available(); err != nil {
 		return nil, fmt.Errorf("hypervisor %s is not usable: %w", name, err)

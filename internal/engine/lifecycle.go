@@ -111,7 +111,7 @@ func (e *Engine) buildSpec(vm *VM, withCidata bool) (hypervisor.VMSpec, []*os.Fi
 		}
 		files = append(files, fds...)
 		spec.NICs = append(spec.NICs, hypervisor.NIC{MAC: att.MAC, Files: fds, TapName: att.Tap,
-			Queues: len(fds), QueueSize: att.QueueSize, MTU: att.MTU})
+			Queues: len(fds), QueueSize: att.QueueSize, MTU: att.MTU, Netns: att.NetnsPath})
 	}
 	return spec, files, nil
 }

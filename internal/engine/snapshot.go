@@ -105,14 +105,8 @@ func (e *Engine) capture(ctx context.Context, vm *VM, sn hypervisor.Snapshotter,
 			err = errors.Join(err, fmt.Errorf("resume: %w", rerr))
 		}
 	}()
-	saved, err := sn.SaveState(ctx, vm.ref(), filepath.Join(dir, snapshot.FileState))
-	if err != nil {
+	if err := sn.SaveState(ctx, vm.ref(), dir); err != nil {
 		return fmt.Errorf("save device state: %w", err)
-	}
-	if saved.MemoryFile != "" {
-		if _, err := disk.CloneFile(filepath.Join(dir, snapshot.FileMemory), saved.MemoryFile); err != nil {
-			return fmt.Errorf("capture memory: %w", err)
-		}
 	}
 	for _, d := range e.attachedDisks(vm) {
 		sd := snapshot.Disk{Role: d.Role, Serial: d.Serial, Format: string(d.Format), ReadOnly: d.ReadOnly, DirectIO: d.DirectIO,

@@ -76,10 +76,5 @@ func isBlobPath(p string, blobIDs []string) bool {
 
 // snapshotSource describes the snapshot in dir for the backend.
 func snapshotSource(dir string, m *snapshot.Manifest) hypervisor.SnapshotSource {
-	src := hypervisor.SnapshotSource{StateFile: filepath.Join(dir, snapshot.FileState),
-		CPUs: m.CPU, MaxCPUs: m.MaxCPU, MemoryBytes: m.Memory, MACs: m.MACs}
-	if mem := filepath.Join(dir, snapshot.FileMemory); fileExists(mem) {
-		src.MemoryFile = mem
-	}
-	return src
+	return hypervisor.SnapshotSource{Dir: dir, CPUs: m.CPU, MaxCPUs: m.MaxCPU, MemoryBytes: m.Memory, MACs: m.MACs}
 }

@@ -101,10 +101,10 @@ func TestImportRefusesCraftedSnapshots(t *testing.T) {
 		}, `property "socket-id,file=/etc/shadow" is not a vCPU topology property`},
 		{"memory file shorter than the guest RAM", false, func(t *testing.T, dir string, m *snapshot.Manifest) {
 			shared := strings.Replace(snaptest.Layout(2, false, ""), `"shared":false`, `"shared":true`, 1)
-			if err := os.WriteFile(filepath.Join(dir, snapshot.FileState), snaptest.StateFile(t, shared), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, snaptest.FileState), snaptest.StateFile(t, shared), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, snapshot.FileMemory), make([]byte, 1<<20), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, snaptest.FileMemory), make([]byte, 1<<20), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			snaptest.Declare(t, dir, m)
@@ -248,7 +248,7 @@ func flip(t *testing.T, path string, at int64) {
 // rewriteState replaces the state file with one whose header holds layout, and re-declares.
 func rewriteState(t *testing.T, dir string, m *snapshot.Manifest, layout string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, snapshot.FileState), snaptest.StateFile(t, layout), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, snaptest.FileState), snaptest.StateFile(t, layout), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	m.CPU = 2 // the record agrees with the header's 1 boot + 1 hot-added vCPU

@@ -46,6 +46,9 @@ type NIC struct {
 	Queues    int    // queue pairs; 0 means len(Files)
 	QueueSize int    // ring size per queue; 0 lets the backend choose
 	MTU       int    // advertised to the guest when > 0
+	// Netns is the network namespace the TAP lives in. Backends that open TAPs by name
+	// (Cloud Hypervisor, Firecracker) launch the hypervisor inside it (Plan.Netns).
+	Netns string
 }
 
 // Boot says how the guest starts: a kernel (direct boot) or UEFI firmware.
@@ -90,7 +93,28 @@ type Capabilities struct {
 	// NICHotSwap: a clone gets new NICs (new MACs and TAPs) in place of the snapshot's, and
 	// may have more NICs than the snapshot (hot-added; the backend bounds how many).
 	NICHotSwap bool
-	Limits     Limits
+	// Console is the guest's console device under direct kernel boot ("" = the platform's
+	// first serial port: ttyS0, or ttyAMA0 on arm64). Cloud Hypervisor's is hvc0.
+	Console string
+	// KernelELF: the hypervisor boots only an uncompressed ELF kernel (vmlinux); the engine
+	// extracts one from the image's bzImage and caches it per image.
+	KernelELF bool
+	// DisksByPath: the guest sees no disk serials, so the kernel command line names disks by
+	// position (/dev/vda, /dev/vdb, … in attach order) instead of by serial.
+	DisksByPath bool
+	// KernelArgs are kernel command-line arguments this hypervisor's guests need.
+	KernelArgs []string
+	// FirmwareVars: UEFI boot takes a per-VM writable copy of a variables file (QEMU's
+	// OVMF_VARS); firmware without one (Cloud Hypervisor's CLOUDHV.fd) leaves it false.
+	FirmwareVars bool
+	Limits       Limits
+}
+
+// FirmwareLocator is implemented by backends that boot UEFI firmware: which files, from the
+// backend's configuration, boot guests of arch (GOARCH style). vars is "" when the firmware
+// has no variables file.
+type FirmwareLocator interface {
+	Firmware(arch string) (code, vars string)
 }
 
 // Process identifies a launched hypervisor; the engine records it in the VM record.

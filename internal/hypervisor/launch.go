@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/cocoonstack/cocoon/internal/store"
 )
@@ -17,6 +20,8 @@ type LaunchOptions struct {
 	Binary     string
 	Args       []string
 	ExtraFiles []*os.File // become fds 3, 4, … in the child
+	Stdio      *os.File   // stdin and stdout of the child when set (a console PTY)
+	Netns      string     // network namespace (path) the child starts in; "" = the caller's
 	LogPath    string     // stdout and stderr are appended here
 	PIDPath    string     // "<pid>\n" is written here once the process runs
 }
@@ -51,9 +56,12 @@ func Launch(opts LaunchOptions) (*Child, error) {
 	cmd := exec.Command(opts.Binary, opts.Args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
+	if opts.Stdio != nil {
+		cmd.Stdin, cmd.Stdout = opts.Stdio, opts.Stdio
+	}
 	cmd.ExtraFiles = opts.ExtraFiles
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startIn(opts.Netns, cmd); err != nil {
 		return nil, fmt.Errorf("launch %s: %w", opts.Binary, err)
 	}
 	child := &Child{
@@ -111,4 +119,37 @@ func ReadPIDFile(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s holds %q, not a pid", path, strings.TrimSpace(string(data)))
 	}
 	return pid, nil
+}
+
+// startIn starts cmd inside the network namespace at path: the forking thread enters it and
+// the child inherits it (what `ip netns exec` does), so a hypervisor that opens TAPs by name
+// finds them.
+func startIn(path string, cmd *exec.Cmd) error {
+	if path == "" {
+		return cmd.Start()
+	}
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("current netns: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter netns %s: %w", path, err)
+	}
+	startErr := cmd.Start()
+	if err := netns.Set(orig); err != nil {
+		// The thread stays locked, so it dies with its goroutine instead of serving others
+		// from the wrong namespace.
+		return errors.Join(startErr, fmt.Errorf("leave netns %s: %w", path, err))
+	}
+	runtime.UnlockOSThread()
+	return startErr
 }

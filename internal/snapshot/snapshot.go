@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cocoonstack/cocoon/internal/snapshot/archive"
@@ -23,10 +24,9 @@ import (
 // ManifestName is the manifest's file name inside a snapshot directory.
 const ManifestName = "manifest.json"
 
-// Payload file names and roles.
+// Payload file names and roles. The hypervisor's state files have the names its backend
+// declares (DeclareStateFiles).
 const (
-	FileState    = "state"         // device state (hypervisor format)
-	FileMemory   = "memory"        // guest RAM image (sparse); absent when RAM is in the state
 	FileCOW      = "cow.raw"       // OCI writable layer disk
 	FileOverlay  = "overlay.qcow2" // cloud image overlay (backing file rebased on clone)
 	FileCidata   = "cidata.img"
@@ -35,14 +35,54 @@ const (
 )
 
 // allowedFiles are the only names a snapshot directory (and an imported archive) may hold.
-var allowedFiles = map[string]bool{ManifestName: true, FileState: true, FileMemory: true, FileCOW: true,
+var allowedFiles = map[string]bool{ManifestName: true, FileCOW: true,
 	FileOverlay: true, FileCidata: true, FileFirmware: true, FileAgent: true}
 
 // dataFileRE names data disk payloads: data-<name>.raw, name by the data disk name rule.
 var dataFileRE = regexp.MustCompile(`^data-[a-z][a-z0-9_-]{0,19}\.raw$`)
 
-// Allowed reports whether name may appear in a snapshot directory.
-func Allowed(name string) bool { return allowedFiles[name] || dataFileRE.MatchString(name) }
+// Allowed reports whether name may appear in a snapshot directory of some hypervisor.
+func Allowed(name string) bool {
+	return allowedFiles[name] || dataFileRE.MatchString(name) || anyStateFile(name)
+}
+
+// allowedFor reports whether name may appear in a snapshot directory of hypervisor hv.
+func allowedFor(hv, name string) bool {
+	return allowedFiles[name] || dataFileRE.MatchString(name) || isStateFile(hv, name)
+}
+
+// stateFiles maps a hypervisor name to the matcher of the state file names its backend writes.
+var (
+	stateMu    sync.RWMutex
+	stateFiles = map[string]func(string) bool{}
+)
+
+// DeclareStateFiles records which names hypervisor hv's backend writes into a snapshot
+// directory (hypervisor.Snapshotter.StateFile). The engine declares every backend it has;
+// names no backend declares are refused.
+func DeclareStateFiles(hv string, match func(name string) bool) {
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	stateFiles[hv] = match
+}
+
+func isStateFile(hv, name string) bool {
+	stateMu.RLock()
+	defer stateMu.RUnlock()
+	match, ok := stateFiles[hv]
+	return ok && !allowedFiles[name] && match(name)
+}
+
+func anyStateFile(name string) bool {
+	stateMu.RLock()
+	defer stateMu.RUnlock()
+	for _, match := range stateFiles {
+		if !allowedFiles[name] && match(name) {
+			return true
+		}
+	}
+	return false
+}
 
 // Disk is one disk of the snapshotted VM, in attach order. Layers and cloud bases are referenced
 // by blob ID (content address), never by host path.
@@ -309,7 +349,7 @@ func (m *Manifest) Verify(got []archive.Entry) error {
 func (m *Manifest) check(dir string) error {
 	declared := map[string]bool{ManifestName: true}
 	for _, f := range m.Files {
-		if !Allowed(f.Name) || f.Name == ManifestName {
+		if !allowedFor(m.Hypervisor, f.Name) || f.Name == ManifestName {
 			return fmt.Errorf("invalid snapshot: manifest declares unexpected file %q", f.Name)
 		}
 		st, err := os.Lstat(filepath.Join(dir, f.Name))

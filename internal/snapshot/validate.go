@@ -165,10 +165,11 @@ func (m *Manifest) validateMachine() error {
 // validateFiles checks the payload list and returns the declared names.
 func (m *Manifest) validateFiles() (map[string]bool, error) {
 	files := map[string]bool{}
+	state := false
 	for _, f := range m.Files {
 		switch {
-		case !Allowed(f.Name) || f.Name == ManifestName:
-			return nil, fmt.Errorf("file %q is not a snapshot payload name", f.Name)
+		case !allowedFor(m.Hypervisor, f.Name) || f.Name == ManifestName:
+			return nil, fmt.Errorf("file %q is not a snapshot payload name of hypervisor %s", f.Name, m.Hypervisor)
 		case files[f.Name]:
 			return nil, fmt.Errorf("file %q is declared twice", f.Name)
 		case f.Size < 0 || f.Size > maxFileSize:
@@ -177,10 +178,11 @@ func (m *Manifest) validateFiles() (map[string]bool, error) {
 			return nil, fmt.Errorf("file %s: digest %q is not %s<64 hex digits>", f.Name, f.Digest, archive.DigestPrefix)
 		}
 		files[f.Name] = true
+		state = state || isStateFile(m.Hypervisor, f.Name)
 	}
 	switch {
-	case !files[FileState]:
-		return nil, fmt.Errorf("no %s file: a snapshot needs its device state", FileState)
+	case !state:
+		return nil, fmt.Errorf("no state file of hypervisor %s: a snapshot needs its device state", m.Hypervisor)
 	case m.ImageKind == kindCloud && !files[FileFirmware]:
 		return nil, fmt.Errorf("no %s file: a cloud-image snapshot needs its UEFI variables", FileFirmware)
 	case m.ImageKind != kindCloud && files[FileFirmware]:

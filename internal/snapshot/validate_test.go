@@ -18,7 +18,7 @@ func TestValidateRefusesHostileManifests(t *testing.T) {
 	}{
 		"disk file traversal":  {func(m *snapshot.Manifest) { m.Disks[1].File = "../../../../etc/shadow" }, "not a disk payload name"},
 		"disk file absolute":   {func(m *snapshot.Manifest) { m.Disks[1].File = "/etc/shadow" }, "not a disk payload name"},
-		"disk file is state":   {func(m *snapshot.Manifest) { m.Disks[1].File = snapshot.FileState }, "not a disk payload name"},
+		"disk file is state":   {func(m *snapshot.Manifest) { m.Disks[1].File = snaptest.FileState }, "not a disk payload name"},
 		"disk without file":    {func(m *snapshot.Manifest) { m.Disks[1].File = "" }, "not a disk payload name"},
 		"cow as cidata":        {func(m *snapshot.Manifest) { m.Disks[1].Role = snapshot.RoleCidata }, "cannot be a cidata disk"},
 		"overlay in OCI":       {func(m *snapshot.Manifest) { m.Disks[1].File, m.Disks[1].Format = snapshot.FileOverlay, "qcow2" }, "cannot be a cow disk of an oci snapshot"},
@@ -107,7 +107,7 @@ func TestReadManifestChecksTheDirectory(t *testing.T) {
 			return data
 		}, "manifest declares"},
 		"undeclared extra file": {func(t *testing.T, dir string, m *snapshot.Manifest) []byte {
-			if err := os.WriteFile(filepath.Join(dir, snapshot.FileMemory), nil, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, snaptest.FileMemory), nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			data, _ := json.Marshal(m)

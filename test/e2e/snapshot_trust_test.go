@@ -29,7 +29,7 @@ func TestSnapshotImportRefusesCraftedArchives(t *testing.T) {
 		}, "is not a disk payload name"},
 		{"vCPU driver injection", false, func(dir string, m *snapshot.Manifest) {
 			hot := `[{"driver":"loader,file=/etc/shadow","id":"cpu1","props":{"socket-id":1}}]`
-			if err := os.WriteFile(filepath.Join(dir, snapshot.FileState), snaptest.StateFile(t, snaptest.Layout(2, false, hot)), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, snaptest.FileState), snaptest.StateFile(t, snaptest.Layout(2, false, hot)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			m.CPU = 2
@@ -137,7 +137,7 @@ func TestSnapshotOfHotAddedVCPUs(t *testing.T) {
 	env.MustRun("snapshot", "save", "--name", "s1", "h1")
 	env.MustRun("vm", "clone", "--name", "h2", "--cpu", "2", "s1")
 	env.MustRun("snapshot", "save", "--name", "s2", "h2")
-	states, _ := filepath.Glob(filepath.Join(env.Root, "snapshot", "data", "*", snapshot.FileState))
+	states, _ := filepath.Glob(filepath.Join(env.Root, "snapshot", "data", "*", snaptest.FileState))
 	hot := 0
 	for _, p := range states {
 		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data[:min(len(data), 4096)]), `"hot_cpus":[{"driver":"`) {

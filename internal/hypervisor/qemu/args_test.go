@@ -133,7 +133,7 @@ func TestArgsUEFIWindowsKVM(t *testing.T) {
 
 func TestShellJoinRoundTrips(t *testing.T) {
 	args := []string{"-append", "console=ttyS0 it's", "-name", "plain"}
-	got := shellJoin("/usr/bin/qemu", args, true)
+	got := hypervisor.ShellJoin("/usr/bin/qemu", args, true)
 	want := "/usr/bin/qemu \\\n  -append 'console=ttyS0 it'\\''s' \\\n  -name plain"
 	if got != want {
 		t.Errorf("shellJoin =\n%s\nwant\n%s", got, want)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoonstack/cocoon/internal/config"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
@@ -76,7 +76,7 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 	// Memory grows by pc-dimm hot-add into slots reserved at cold boot (memory.go); NICs are
 	// swapped and added on the spare root ports.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, Limits: limits}
+		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.
@@ -100,11 +100,7 @@ func ramPath(s hypervisor.VMSpec) string  { return filepath.Join(s.MemoryDir, s.
 func logPath(logDir string) string        { return filepath.Join(logDir, "qemu.log") }
 func consoleLogPath(logDir string) string { return filepath.Join(logDir, "console.log") }
 
-func (b *Backend) owner(runDir string) hypervisor.Owner {
-	// The recorded layout says which QEMU binary runs the VM; none yet means no process either.
-	l, _ := readLayout(runDir)
-	return hypervisor.Owner{Binary: b.binaryFor(l.Arch), Marker: qmpPath(runDir), PIDFile: pidPath(runDir)}
-}
+func (b *Backend) owner(runDir string) hypervisor.Owner { return b.planOf(runDir).Owner() }
 
 // ConsoleSocket implements hypervisor.Backend: the serial port's unix socket.
 func (b *Backend) ConsoleSocket(vm hypervisor.VMRef) string { return consolePath(vm.RunDir) }
@@ -113,14 +109,7 @@ func (b *Backend) ConsoleSocket(vm hypervisor.VMRef) string { return consolePath
 func (b *Backend) ConsoleLog(logDir string) string { return consoleLogPath(logDir) }
 
 // Alive implements hypervisor.Backend.
-func (b *Backend) Alive(vm hypervisor.VMRef) bool {
-	h, err := hypervisor.Open(vm, b.owner(vm.RunDir))
-	if err != nil {
-		return false
-	}
-	h.Close()
-	return true
-}
+func (b *Backend) Alive(vm hypervisor.VMRef) bool { return hypervisor.IsAlive(vm, b.owner(vm.RunDir)) }
 
 // Start implements hypervisor.Backend.
 func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor.Process, error) {
@@ -144,100 +133,63 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 }
 
 // launch starts QEMU with args for spec, whose guest-visible machine is l, waits for QMP and
-// runs setup on that session. On any error the process is killed and its runtime files are
-// removed; the error names QEMU's log.
+// runs setup on that session; the shared runtime (hypervisor.Run) does the rest.
 func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, args []string, files []*os.File,
 	setup func(*qmpClient) error) (hypervisor.Process, error) {
-	// Clearing the runtime files below would pull the sockets and RAM file out from under a
-	// running QEMU.
-	if h, err := hypervisor.Open(hypervisor.VMRef{ID: spec.ID, RunDir: spec.RunDir}, b.owner(spec.RunDir)); err == nil {
-		h.Close()
-		return hypervisor.Process{}, fmt.Errorf("qemu for VM %s: already running (pid %d): stop it first", spec.ID, h.PID)
-	}
-	// A launch must not find a previous run's sockets or RAM contents.
-	if err := removeRuntime(spec.RunDir); err != nil {
-		return hypervisor.Process{}, err
-	}
-	if err := os.Remove(ramPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return hypervisor.Process{}, fmt.Errorf("remove stale guest RAM file: %w", err)
-	}
-
-	if err := os.WriteFile(cmdlinePath(spec.RunDir), []byte(shellJoin(b.binaryFor(spec.Arch), args, false)+"\n"), 0o600); err != nil {
-		return hypervisor.Process{}, fmt.Errorf("write cmdline of VM %s: %w", spec.ID, err)
-	}
-	err := writeLayout(spec.RunDir, l)
-	if err == nil {
-		err = prepareAgentDir(spec.RunDir, l)
-	}
-	// The link marks the RAM file as this VM's own, to delete when it stops; a clone's RAM is
-	// its snapshot's file, which other clones share.
-	if err == nil && l.RAM.Shared {
-		if err = createRAMFile(l.RAM.File); err == nil {
-			err = os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+	p := b.plan(spec.RunDir, spec.LogDir, b.binaryFor(spec.Arch))
+	p.VMID, p.Args, p.Files = spec.ID, args, files
+	p.Prepare = func() error {
+		// A launch must not find a previous run's RAM contents.
+		if err := removeIfExists(ramPath(spec)); err != nil {
+			return fmt.Errorf("remove stale guest RAM file: %w", err)
 		}
+		if err := writeLayout(spec.RunDir, l); err != nil {
+			return err
+		}
+		if err := prepareAgentDir(spec.RunDir, l); err != nil {
+			return err
+		}
+		// The link marks the RAM file as this VM's own, to delete when it stops; a clone's
+		// RAM is its snapshot's file, which other clones share.
+		if !l.RAM.Shared {
+			return nil
+		}
+		if err := createRAMFile(l.RAM.File); err != nil {
+			return err
+		}
+		return os.Symlink(l.RAM.File, ramLink(spec.RunDir))
 	}
+	var c *qmpClient
+	ready := func(ctx context.Context) (err error) {
+		c, err = dialQMP(ctx, qmpPath(spec.RunDir))
+		return err
+	}
+	proc, err := hypervisor.Run(ctx, p, ready, func(context.Context) error {
+		defer c.Close()
+		return setup(c)
+	})
 	if err != nil {
-		_ = removeRuntime(spec.RunDir)
-		return hypervisor.Process{}, fmt.Errorf("prepare run dir of VM %s: %w", spec.ID, err)
+		return proc, err
 	}
-
-	log := logPath(spec.LogDir)
-	logStart := fileSize(log)
-	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binaryFor(spec.Arch), Args: args,
-		ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
-	if err == nil {
-		var c *qmpClient
-		if c, err = b.awaitQMP(ctx, spec.RunDir, child, log, logStart); err == nil {
-			err = setup(c)
-			c.Close()
-		}
-		if err != nil {
-			// When QEMU gave up by itself (a state it cannot load), its reason beats ours,
-			// which is only the lost QMP connection.
-			select {
-			case <-child.Exited():
-				err = fmt.Errorf("qemu exited: %s", lastLine(log, logStart))
-			case <-time.After(time.Second):
-				child.Kill()
-			}
-		}
-	}
-	if err != nil {
-		if cerr := removeRuntime(spec.RunDir); cerr != nil {
-			slog.Warn("clean up after failed start", "vm", spec.ID, "err", cerr)
-		}
-		return hypervisor.Process{}, fmt.Errorf("qemu for VM %s: %w (log: %s)", spec.ID, err, log)
-	}
-	slog.Debug("qemu started", "vm", spec.ID, "pid", child.PID, "accel", l.Accel, "aio", b.aioMode())
-	p := child.Process
-	p.Accel, p.DiskAIO = l.Accel, b.aioMode()
-	return p, nil
+	proc.Accel, proc.DiskAIO = l.Accel, b.aioMode()
+	return proc, nil
 }
 
-// awaitQMP waits until QMP answers (within the socket wait) and returns the session, which
-// then obeys ctx.
-func (b *Backend) awaitQMP(ctx context.Context, runDir string, child *hypervisor.Child, log string, logStart int64) (*qmpClient, error) {
-	deadline := time.Now().Add(b.socketWait)
-	for {
-		select {
-		case <-child.Exited():
-			return nil, fmt.Errorf("qemu exited during startup: %s", lastLine(log, logStart))
-		default:
-		}
-		c, err := dialQMP(ctx, qmpPath(runDir))
-		if err == nil {
-			return c, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("QMP did not answer within %v: %w", b.socketWait, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for QMP: %w", ctx.Err())
-		case <-child.Exited():
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+// plan is the part of a launch plan that later commands (stop, alive) need too: the process's
+// identity and the files that only a running QEMU needs. cmdline stays as the record of the
+// last launch.
+func (b *Backend) plan(runDir, logDir, binary string) hypervisor.Plan {
+	return hypervisor.Plan{Backend: Name, RunDir: runDir, Binary: binary, Log: logPath(logDir),
+		PIDFile: pidPath(runDir), Control: qmpPath(runDir), Cmdline: cmdlinePath(runDir), Wait: b.socketWait,
+		Runtime: []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)},
+		Cleanup: func() error {
+			var errs []error
+			// The guest RAM file lives outside the run dir (tmpfs or hugetlbfs).
+			if target, err := os.Readlink(ramLink(runDir)); err == nil {
+				errs = append(errs, removeIfExists(target))
+			}
+			return errors.Join(append(errs, removeAgentSockets(runDir))...)
+		}}
 }
 
 // afterBoot sets the balloon target: the guest starts with 75 % of its RAM usable and can
@@ -252,15 +204,6 @@ func afterBoot(c *qmpClient, spec hypervisor.VMSpec) error {
 
 // Stop implements hypervisor.Backend. The graceful request is an ACPI power-button press.
 func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor.StopOptions) error {
-	h, err := hypervisor.Open(vm, b.owner(vm.RunDir))
-	if errors.Is(err, hypervisor.ErrNotRunning) {
-		slog.Debug("qemu not running, nothing to signal", "vm", vm.ID, "reason", err)
-		return removeRuntime(vm.RunDir)
-	}
-	if err != nil {
-		return fmt.Errorf("stop VM %s: %w", vm.ID, err)
-	}
-	defer h.Close()
 	powerdown := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -283,28 +226,18 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 		}
 		return c.execute("system_powerdown", nil, nil)
 	}
-	if err := hypervisor.Escalate(ctx, h, powerdown, opts); err != nil {
-		return fmt.Errorf("stop VM %s: %w", vm.ID, err)
-	}
-	return removeRuntime(vm.RunDir)
+	return hypervisor.StopProcess(ctx, vm, b.planOf(vm.RunDir), powerdown, opts)
 }
 
-// removeRuntime deletes what only a running QEMU needs: sockets, PID file, device layout and
-// the guest RAM file it owns. cmdline stays as the record of the last launch.
-func removeRuntime(runDir string) error {
-	var errs []error
-	if target, err := os.Readlink(ramLink(runDir)); err == nil {
-		errs = append(errs, removeIfExists(target))
-	}
-	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)} {
-		errs = append(errs, removeIfExists(p))
-	}
-	errs = append(errs, removeAgentSockets(runDir))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("remove runtime files in %s: %w", runDir, err)
-	}
-	return nil
+// planOf is plan for a VM that may be running: the recorded layout says which QEMU binary
+// runs it; none yet means no process either.
+func (b *Backend) planOf(runDir string) hypervisor.Plan {
+	l, _ := readLayout(runDir)
+	return b.plan(runDir, "", b.binaryFor(l.Arch))
 }
+
+// removeRuntime deletes what only a running QEMU needs.
+func (b *Backend) removeRuntime(runDir string) error { return b.planOf(runDir).RemoveRuntime() }
 
 // createRAMFile makes the empty guest RAM file that QEMU then opens and sizes, so it is 0600
 // whatever QEMU's umask, and never a link someone planted (O_EXCL|O_NOFOLLOW).
@@ -323,12 +256,7 @@ func createRAMFile(path string) error {
 	return nil
 }
 
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
+func removeIfExists(path string) error { return hypervisor.RemoveIfExists(path) }
 
 // DebugCommand implements hypervisor.Backend: the same argv Start uses, with TAP devices
 // named instead of passed as fds, so it runs from a shell.
@@ -342,5 +270,11 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	}
 	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true}
 	args, _ := ab.build()
-	return shellJoin(b.binaryFor(spec.Arch), args, true), nil
+	return hypervisor.ShellJoin(b.binaryFor(spec.Arch), args, true), nil
+}
+
+func init() {
+	hypervisor.Register(hypervisor.Registration{Name: Name, Auto: 1, New: func(cfg *config.Config) hypervisor.Backend {
+		return New(Options{Binary: cfg.QEMUBinary, SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second})
+	}})
 }

@@ -322,7 +322,7 @@ func TestDebugCommandRuns(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = removeRuntime(spec.RunDir) })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = New(Options{}).removeRuntime(spec.RunDir) })
 	out := hvtest.WaitForText(t, consoleLogPath(spec.LogDir), hvtest.Ready)
 	if want := fmt.Sprintf("HVTEST-NIC eth0 mac=%s queues=2", mac); !strings.Contains(out, want) {
 		t.Errorf("console lacks %q:\n%s", want, out)

@@ -22,7 +22,8 @@ import (
 // vCPUs are hot-added. With src.MemoryFile the guest RAM is that file mapped share=off, so
 // nothing is copied and clones of one snapshot share its page cache; without, RAM comes from
 // the stream into a fresh share=on file, so the new VM is again quick to snapshot.
-func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec, src hypervisor.SnapshotSource) (hypervisor.Process, error) {
+func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec, s hypervisor.SnapshotSource) (hypervisor.Process, error) {
+	src := sourceOf(s)
 	accel, err := resolveAccel(spec.Accel, spec.Arch)
 	if err == nil {
 		err = b.validate(spec, false)
@@ -64,7 +65,7 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 }
 
 // checkSnapshot refuses, before anything is launched, what cannot load or grow.
-func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved layout, accel string) error {
+func checkSnapshot(spec hypervisor.VMSpec, src source, saved layout, accel string) error {
 	if err := checkAgreement(src, saved); err != nil {
 		return err
 	}
@@ -108,7 +109,7 @@ func checkSnapshot(spec hypervisor.VMSpec, src hypervisor.SnapshotSource, saved 
 }
 
 // checkAgreement refuses a state file that does not match its snapshot record.
-func checkAgreement(src hypervisor.SnapshotSource, saved layout) error {
+func checkAgreement(src source, saved layout) error {
 	switch {
 	case saved.RAM.Shared && src.MemoryFile == "":
 		return fmt.Errorf("the state leaves guest RAM to a separate memory file, and none was given")

@@ -86,63 +86,63 @@ func TestCheckSnapshotRefusesWhatCannotLoad(t *testing.T) {
 	if err := os.Truncate(memFile, 512<<20); err != nil {
 		t.Fatal(err)
 	}
-	good := func() (hypervisor.VMSpec, hypervisor.SnapshotSource, layout) {
+	good := func() (hypervisor.VMSpec, source, layout) {
 		s := baseSpec()
 		s.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:00:0b", Files: []*os.File{os.Stdin}}}
 		l := layout{Accel: accelTCG, BootCPUs: 1, MaxCPUs: 2, MemoryBytes: s.MemoryBytes,
 			RAM: ramLayout{File: "/old/ram", Shared: true}, NICs: []nicLayout{{MAC: "02:00:00:00:00:0a", Queues: 1, QueueSize: 512}}}
-		src := hypervisor.SnapshotSource{StateFile: "/snap/state", MemoryFile: memFile, CPUs: 1, MaxCPUs: 2,
-			MemoryBytes: s.MemoryBytes, MACs: []string{"02:00:00:00:00:0a"}}
+		src := source{SnapshotSource: hypervisor.SnapshotSource{Dir: "/snap", CPUs: 1, MaxCPUs: 2,
+			MemoryBytes: s.MemoryBytes, MACs: []string{"02:00:00:00:00:0a"}}, StateFile: "/snap/state", MemoryFile: memFile}
 		return s, src, l
 	}
 	cases := map[string]struct {
-		mutate func(*hypervisor.VMSpec, *hypervisor.SnapshotSource, *layout)
+		mutate func(*hypervisor.VMSpec, *source, *layout)
 		want   string
 	}{
-		"no memory file": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { src.MemoryFile = "" }, "none was given"},
-		"RAM in state":   {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.RAM.Shared = false }, "carries guest RAM"},
-		"record disagrees": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"no memory file": {func(s *hypervisor.VMSpec, src *source, l *layout) { src.MemoryFile = "" }, "none was given"},
+		"RAM in state":   {func(s *hypervisor.VMSpec, src *source, l *layout) { l.RAM.Shared = false }, "carries guest RAM"},
+		"record disagrees": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			src.MACs[0] = "02:00:00:00:00:ff"
 		}, "damaged"},
-		"more memory, no slots": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.MemoryBytes *= 2 }, "without memory hot-plug slots"},
-		"less memory":           {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.MemoryBytes /= 2 }, "cannot be removed"},
-		"odd growth": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"more memory, no slots": {func(s *hypervisor.VMSpec, src *source, l *layout) { s.MemoryBytes *= 2 }, "without memory hot-plug slots"},
+		"less memory":           {func(s *hypervisor.VMSpec, src *source, l *layout) { s.MemoryBytes /= 2 }, "cannot be removed"},
+		"odd growth": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			l.MemSlots, l.MaxMemBytes, s.MemoryBytes = 2, 4<<30, s.MemoryBytes+64<<20
 		}, "steps of 128 MiB"},
-		"over maxmem": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"over maxmem": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			l.MemSlots, l.MaxMemBytes, s.MemoryBytes = 2, 1<<30, 2<<30
 		}, "the most the snapshotted VM"},
-		"slots used": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"slots used": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			l.MemSlots, l.MaxMemBytes, l.DIMMs = 1, 4<<30, []dimm{{ID: "dimm0", Size: 128 << 20}}
 			src.MemoryBytes, s.MemoryBytes = l.totalMemory(), 2<<30
 		}, "used all slots"},
-		"more NICs than ports": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"more NICs than ports": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			for range spareRootPorts + 1 {
 				s.NICs = append(s.NICs, s.NICs[0])
 			}
 		}, "PCIe root ports"},
-		"fewer vCPUs": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"fewer vCPUs": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			l.BootCPUs, src.CPUs = 2, 2
 			s.CPUs = 1
 		}, "cannot be removed"},
-		"over max vCPUs": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.CPUs = 3 }, "the most the snapshotted VM"},
-		"NIC count":      {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.NICs = nil }, "NICs cannot be removed"},
-		"disk count": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"over max vCPUs": {func(s *hypervisor.VMSpec, src *source, l *layout) { s.CPUs = 3 }, "the most the snapshotted VM"},
+		"NIC count":      {func(s *hypervisor.VMSpec, src *source, l *layout) { s.NICs = nil }, "NICs cannot be removed"},
+		"disk count": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			l.Disks = []diskQueue{{1, 512, ""}}
 		}, "disks cannot be removed"},
-		"disk ports": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"disk ports": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			// 1 NIC + 2 disks on ports + 1 more disk > 3 root ports.
 			l.Disks = []diskQueue{{1, 512, "rp2"}, {1, 512, "rp1"}}
 			d := hypervisor.Disk{Path: "/x.img", Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"}
 			s.Disks = []hypervisor.Disk{d, d, d}
 		}, "PCIe root ports"},
-		"balloon": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { s.Balloon = true }, "balloon"},
-		"accel":   {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { l.Accel = accelKVM }, "--accel kvm"},
-		"short memory file": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) {
+		"balloon": {func(s *hypervisor.VMSpec, src *source, l *layout) { s.Balloon = true }, "balloon"},
+		"accel":   {func(s *hypervisor.VMSpec, src *source, l *layout) { l.Accel = accelKVM }, "--accel kvm"},
+		"short memory file": {func(s *hypervisor.VMSpec, src *source, l *layout) {
 			l.MemoryBytes, src.MemoryBytes, s.MemoryBytes = 1<<30, 1<<30, 1<<30
 		}, "not a regular file of"},
-		"own RAM file":        {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { src.MemoryFile = ramPath(*s) }, "own RAM file"},
-		"missing memory file": {func(s *hypervisor.VMSpec, src *hypervisor.SnapshotSource, l *layout) { src.MemoryFile += ".gone" }, "no such file"},
+		"own RAM file":        {func(s *hypervisor.VMSpec, src *source, l *layout) { src.MemoryFile = ramPath(*s) }, "own RAM file"},
+		"missing memory file": {func(s *hypervisor.VMSpec, src *source, l *layout) { src.MemoryFile += ".gone" }, "no such file"},
 	}
 	for name, c := range cases {
 		s, src, l := good()

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/cocoonstack/cocoon/internal/disk"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
@@ -50,21 +52,49 @@ func (b *Backend) session(ctx context.Context, vm hypervisor.VMRef) (*qmpClient,
 	return dialQMP(ctx, qmpPath(vm.RunDir))
 }
 
-// SaveState implements hypervisor.Snapshotter by migrating the paused VM into statePath.
-// RAM that is a share=on file is skipped (x-ignore-shared) and left to the caller to copy;
-// other RAM goes into the stream. The state file starts with a header recording the device
-// layout that StartFromSnapshot must rebuild (see stateHeader).
-func (b *Backend) SaveState(ctx context.Context, vm hypervisor.VMRef, statePath string) (hypervisor.SavedState, error) {
+// State file names inside a snapshot directory (hypervisor.Snapshotter.StateFile).
+const (
+	stateName  = "state"  // device state: a header recording the device layout, then QEMU's stream
+	memoryName = "memory" // guest RAM image (sparse); absent when RAM is in the state stream
+)
+
+// source is a snapshot's state as QEMU opens it.
+type source struct {
+	hypervisor.SnapshotSource
+	StateFile  string
+	MemoryFile string // "" = RAM is in the state stream
+}
+
+func sourceOf(s hypervisor.SnapshotSource) source {
+	src := source{SnapshotSource: s, StateFile: filepath.Join(s.Dir, stateName)}
+	if mem := filepath.Join(s.Dir, memoryName); exists(mem) {
+		src.MemoryFile = mem
+	}
+	return src
+}
+
+// StateFile implements hypervisor.Snapshotter.
+func (b *Backend) StateFile(name string) bool { return name == stateName || name == memoryName }
+
+// SaveState implements hypervisor.Snapshotter by migrating the paused VM into dir's state
+// file. RAM that is a share=on file is skipped (x-ignore-shared) and copied beside it while
+// the VM stays paused (a reflink where the filesystem can); other RAM goes into the stream.
+// The state file starts with a header recording the device layout that StartFromSnapshot
+// must rebuild (see stateHeader).
+func (b *Backend) SaveState(ctx context.Context, vm hypervisor.VMRef, dir string) error {
 	start := time.Now()
+	statePath := filepath.Join(dir, stateName)
 	l, err := b.saveState(ctx, vm, statePath)
 	if err != nil {
-		return hypervisor.SavedState{}, fmt.Errorf("save state of VM %s to %s: %w", vm.ID, statePath, err)
+		return fmt.Errorf("save state of VM %s to %s: %w", vm.ID, statePath, err)
 	}
-	slog.Debug("qemu state saved", "vm", vm.ID, "file", statePath, "ram_in_state", !l.RAM.Shared, "took", time.Since(start))
-	if !l.RAM.Shared {
-		return hypervisor.SavedState{}, nil
+	if l.RAM.Shared {
+		if _, err := disk.CloneFile(filepath.Join(dir, memoryName), l.RAM.File); err != nil {
+			return fmt.Errorf("save memory of VM %s: %w", vm.ID, err)
+		}
 	}
-	return hypervisor.SavedState{MemoryFile: l.RAM.File}, nil
+	slog.Debug("qemu state saved", "vm", vm.ID, "dir", dir, "ram_in_state", !l.RAM.Shared, "took", time.Since(start))
+	return nil
 }
 
 func (b *Backend) saveState(ctx context.Context, vm hypervisor.VMRef, statePath string) (layout, error) {

@@ -104,16 +104,14 @@ func snapshot(t *testing.T, b *Backend, spec hypervisor.VMSpec, ref hypervisor.V
 	if err := b.Pause(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	state = filepath.Join(dir, "state")
+	state = filepath.Join(dir, stateName)
 	start := time.Now()
-	saved, err := b.SaveState(ctx, ref, state)
-	if err != nil {
+	if err := b.SaveState(ctx, ref, dir); err != nil {
 		t.Fatalf("SaveState: %v", err)
 	}
 	tookSave := time.Since(start)
-	if saved.MemoryFile != "" {
-		mem = filepath.Join(dir, "memory")
-		cloneFile(t, mem, saved.MemoryFile)
+	if exists(filepath.Join(dir, memoryName)) {
+		mem = filepath.Join(dir, memoryName)
 	}
 	for i, d := range spec.Disks {
 		disks = append(disks, filepath.Join(dir, "disk"+strconv.Itoa(i)))
@@ -125,7 +123,7 @@ func snapshot(t *testing.T, b *Backend, spec hypervisor.VMSpec, ref hypervisor.V
 	}
 	fi, _ := os.Stat(state)
 	t.Logf("MEASURED SaveState %v (state file %d KiB, RAM in state: %v); paused for save+copies %v",
-		tookSave, fi.Size()>>10, saved.MemoryFile == "", tookAll)
+		tookSave, fi.Size()>>10, mem == "", tookAll)
 	return state, mem, disks
 }
 
@@ -188,10 +186,10 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	waitCounterAbove(t, sh, 0)
 
 	dir := snapshotDir(t)
-	if _, err := b.SaveState(ctx, ref, filepath.Join(dir, "refused")); err == nil || !strings.Contains(err.Error(), "pause it first") {
+	if err := b.SaveState(ctx, ref, dir); err == nil || !strings.Contains(err.Error(), "pause it first") {
 		t.Fatalf("SaveState of a running VM: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "refused")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, stateName)); err == nil {
 		t.Error("a refused SaveState left a state file")
 	}
 
@@ -206,7 +204,7 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	// Clone: new TAP with 2 queues and a new MAC, one more vCPU, one more disk (hot-plugged).
 	spec1 := cloneSpec(t, g, spec, 2, disks)
 	spec1.Disks = append(spec1.Disks, hypervisor.Disk{Path: sparseFile(t, 1<<20), Format: hypervisor.FormatRaw, ReadOnly: true, Serial: "hotdisk", Role: "cidata"})
-	src := hypervisor.SnapshotSource{StateFile: state, MemoryFile: mem, CPUs: 1, MaxCPUs: 2,
+	src := hypervisor.SnapshotSource{Dir: filepath.Dir(state), CPUs: 1, MaxCPUs: 2,
 		MemoryBytes: spec.MemoryBytes, MACs: []string{spec.NICs[0].MAC}}
 	p1 := startFromSnapshot(t, b, spec1, src)
 	ref1 := refOf(spec1, p1)
@@ -239,7 +237,7 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	beforeSnap2 := counter(t, sh1)
 
 	spec2 := cloneSpec(t, g, spec1, 2, disks2)
-	src2 := hypervisor.SnapshotSource{StateFile: state2, CPUs: 2, MaxCPUs: 2,
+	src2 := hypervisor.SnapshotSource{Dir: filepath.Dir(state2), CPUs: 2, MaxCPUs: 2,
 		MemoryBytes: spec1.MemoryBytes, MACs: []string{spec1.NICs[0].MAC}}
 	p2 := startFromSnapshot(t, b, spec2, src2)
 	checkGuest(t, shellOf(spec2), marker, spec2.NICs[0].MAC, "0-1", beforeSnap2)
@@ -248,9 +246,9 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	if err := b.Pause(ctx, ref2); err != nil {
 		t.Fatal(err)
 	}
-	saved, err := b.SaveState(ctx, ref2, filepath.Join(dir2, "state3"))
-	if err != nil || saved.MemoryFile != ramPath(spec2) {
-		t.Errorf("clone of a clone: SaveState = %+v, %v; want its own share=on RAM file %s", saved, err, ramPath(spec2))
+	dir3 := snapshotDir(t)
+	if err := b.SaveState(ctx, ref2, dir3); err != nil || !exists(filepath.Join(dir3, memoryName)) {
+		t.Errorf("clone of a clone: SaveState = %v; want its own share=on RAM file %s copied beside the state", err, ramPath(spec2))
 	}
 	if err := b.Resume(ctx, ref2); err != nil {
 		t.Fatal(err)
@@ -345,8 +343,11 @@ func TestRestoreStartTimeAndBrokenStateFiles(t *testing.T) {
 		if err := b.Stop(ctx, ref, hypervisor.StopOptions{Force: true}); err != nil {
 			t.Fatal(err)
 		}
-		src := hypervisor.SnapshotSource{StateFile: state, MemoryFile: memFile, CPUs: 1, MaxCPUs: 2, MemoryBytes: mem,
+		src := hypervisor.SnapshotSource{Dir: filepath.Dir(state), CPUs: 1, MaxCPUs: 2, MemoryBytes: mem,
 			MACs: []string{spec.NICs[0].MAC}}
+		if memFile == "" {
+			t.Fatal("a cold-booted VM's snapshot has no memory file")
+		}
 		p = startFromSnapshot(t, b, spec, src)
 		want := "warm\n" + ifindex + "\n" + spec.NICs[0].MAC
 		if out := sh.Run(t, "cat /tmp/marker /sys/class/net/eth0/ifindex /sys/class/net/eth0/address"); out != want {
@@ -359,11 +360,13 @@ func TestRestoreStartTimeAndBrokenStateFiles(t *testing.T) {
 
 	broken := func(name string, mutate func(path string)) {
 		t.Helper()
-		path := filepath.Join(t.TempDir(), name)
-		cloneFile(t, path, small.StateFile)
+		dir := t.TempDir()
+		path := filepath.Join(dir, stateName)
+		cloneFile(t, path, filepath.Join(small.Dir, stateName))
+		cloneFile(t, filepath.Join(dir, memoryName), filepath.Join(small.Dir, memoryName))
 		mutate(path)
 		src := small
-		src.StateFile = path
+		src.Dir = dir
 		_, tapFiles := hvtest.Tap(t, 1)
 		spec := hvtest.Spec(t, g)
 		spec.MaxCPUs = 2

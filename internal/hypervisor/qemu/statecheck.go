@@ -154,7 +154,8 @@ func validQueueSize(q, least int) bool {
 // CheckState implements hypervisor.Snapshotter: it reads the state file's header as
 // StartFromSnapshot would, without launching anything, and checks that it agrees with the
 // snapshot record.
-func (b *Backend) CheckState(src hypervisor.SnapshotSource) error {
+func (b *Backend) CheckState(s hypervisor.SnapshotSource) error {
+	src := sourceOf(s)
 	f, h, err := openState(src.StateFile)
 	if err != nil {
 		return err

@@ -23,6 +23,17 @@ const BlobID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 // MAC is the NIC address of the test snapshots.
 const MAC = "02:00:00:00:00:0a"
 
+// Names of the QEMU backend's state files (its hypervisor.Snapshotter.StateFile set), which
+// the test snapshots carry; init declares them as the engine does for the registered backend.
+const (
+	FileState  = "state"
+	FileMemory = "memory"
+)
+
+func init() {
+	snapshot.DeclareStateFiles("qemu", func(name string) bool { return name == FileState || name == FileMemory })
+}
+
 // StateFile is a cocoon QEMU state file (qemu/statefile.go): a 4 KiB header, one JSON line
 // padded with spaces, holding layout (raw JSON), then a stub migration stream.
 func StateFile(t testing.TB, layout string) []byte {
@@ -57,7 +68,7 @@ func Layout(disks int, uefi bool, hotCPUs string) string {
 func OCI(t testing.TB) (string, *snapshot.Manifest) {
 	t.Helper()
 	dir := t.TempDir()
-	write(t, dir, snapshot.FileState, StateFile(t, Layout(2, false, "")))
+	write(t, dir, FileState, StateFile(t, Layout(2, false, "")))
 	cow := make([]byte, 1<<20)
 	copy(cow[4096:], "guest data")
 	write(t, dir, snapshot.FileCOW, cow)
@@ -75,7 +86,7 @@ func OCI(t testing.TB) (string, *snapshot.Manifest) {
 func Cloud(t testing.TB) (string, *snapshot.Manifest) {
 	t.Helper()
 	dir := t.TempDir()
-	write(t, dir, snapshot.FileState, StateFile(t, Layout(2, true, "")))
+	write(t, dir, FileState, StateFile(t, Layout(2, true, "")))
 	Qcow2(t, filepath.Join(dir, snapshot.FileOverlay), "-F", "qcow2", "-b", "/var/lib/cocoon/cloudimg/blobs/"+BlobID+".qcow2", "-u")
 	write(t, dir, snapshot.FileCidata, make([]byte, 64<<10))
 	write(t, dir, snapshot.FileFirmware, bytes.Repeat([]byte{0x5a}, 128<<10))
