@@ -57,14 +57,14 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 	}
 	vmDir := filepath.Join(cfg.RootDir, "vm")
 	e := &Engine{
-		cfg:    cfg,
-		images: image.NewManager(cfg.RootDir, iopts),
-		net:    network.NewManager(cfg.RootDir, cfg.CNIConfDir, cfg.CNIBinDir),
+		cfg:      cfg,
+		images:   image.NewManager(cfg.RootDir, iopts),
+		net:      network.NewManager(cfg.RootDir, cfg.CNIConfDir, cfg.CNIBinDir),
 		backends: map[string]hypervisor.Backend{},
-		vms:    store.New[vmIndex](filepath.Join(vmDir, "db"), "vms", vmSchema),
-		snaps:  snapshot.NewStore(cfg.RootDir),
-		vmDir:  vmDir,
-		rootID: rootID,
+		vms:      store.New[vmIndex](filepath.Join(vmDir, "db"), "vms", vmSchema),
+		snaps:    snapshot.NewStore(cfg.RootDir),
+		vmDir:    vmDir,
+		rootID:   rootID,
 	}
 	for _, r := range hypervisor.Registered() {
 		b := r.New(cfg)
