@@ -6,12 +6,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cocoonstack/cocoon/internal/doctor"
-	"github.com/cocoonstack/cocoon/internal/hypervisor/qemu"
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
 func (a *app) doctorCommand() *cobra.Command {
 	var output string
-	o := doctor.Options{KVMProblem: qemu.KVMUnusable}
+	o := doctor.Options{KVMProblem: hypervisor.KVMUnusable}
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check this host for what Cocoon needs (--fix repairs what it safely can)",

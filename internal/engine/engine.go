@@ -102,18 +102,22 @@ func (e *Engine) backendFor(name string) (hypervisor.Backend, error) {
 		name = e.cfg.Hypervisor
 	}
 	if name == "auto" {
-		var why []string
+		var whyNot []string
 		for _, r := range hypervisor.Registered() {
 			if r.Auto == 0 {
+				continue
+			}
+			if why := hypervisor.KVMUnusable(); r.NeedsKVM && why != "" {
+				whyNot = append(whyNot, r.Name+": "+why)
 				continue
 			}
 			err := e.backends[r.Name].Available()
 			if err == nil {
 				return e.backends[r.Name], nil
 			}
-			why = append(why, err.Error())
+			whyNot = append(whyNot, err.Error())
 		}
-		return nil, fmt.Errorf("no hypervisor can run here: %s", strings.Join(why, "; "))
+		return nil, fmt.Errorf("no hypervisor can run here: %s", strings.Join(whyNot, "; "))
 	}
 	b, ok := e.backends[name]
 	if !ok {

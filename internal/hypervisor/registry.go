@@ -16,6 +16,8 @@ type Registration struct {
 	// Auto ranks the backend for `--hypervisor auto`: the highest-ranked one that is Available
 	// wins; 0 means auto never picks it (Firecracker is chosen by name only).
 	Auto int
+	// NeedsKVM: auto skips the backend where KVM cannot run stock guests (KVMUnusable).
+	NeedsKVM bool
 	New  func(cfg *config.Config) Backend
 }
 

@@ -192,7 +192,7 @@ func TestResolveAccel(t *testing.T) {
 		t.Fatal(err)
 	}
 	forced, err := resolveAccel("kvm", "")
-	if reason := KVMUnusable(); reason != "" {
+	if reason := hypervisor.KVMUnusable(); reason != "" {
 		if auto != accelTCG || err == nil || !strings.Contains(err.Error(), "use --accel tcg") {
 			t.Errorf("KVM unusable (%s): auto → %q, kvm → %v", reason, auto, err)
 		}
