@@ -18,7 +18,7 @@ type Registration struct {
 	Auto int
 	// NeedsKVM: auto skips the backend where KVM cannot run stock guests (KVMUnusable).
 	NeedsKVM bool
-	New  func(cfg *config.Config) Backend
+	New      func(cfg *config.Config) Backend
 }
 
 var (

@@ -54,4 +54,3 @@ func resolveAccel(want, arch string) (string, error) {
 	}
 	return "", fmt.Errorf("unknown accel %q: use auto, kvm or tcg", want)
 }
-
