@@ -22,6 +22,7 @@ type LaunchOptions struct {
 	ExtraFiles []*os.File // become fds 3, 4, … in the child
 	Stdio      *os.File   // stdin and stdout of the child when set (a console PTY)
 	Netns      string     // network namespace (path) the child starts in; "" = the caller's
+	Dir        string     // working directory of the child; "" = the caller's
 	LogPath    string     // stdout and stderr are appended here
 	PIDPath    string     // "<pid>\n" is written here once the process runs
 }
@@ -60,6 +61,7 @@ func Launch(opts LaunchOptions) (*Child, error) {
 		cmd.Stdin, cmd.Stdout = opts.Stdio, opts.Stdio
 	}
 	cmd.ExtraFiles = opts.ExtraFiles
+	cmd.Dir = opts.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := startIn(opts.Netns, cmd); err != nil {
 		return nil, fmt.Errorf("launch %s: %w", opts.Binary, err)

@@ -21,8 +21,11 @@ type Plan struct {
 	Files   []*os.File // become fds 3, 4, … in the child
 	// Stdio, when set, is the child's stdin and stdout (Firecracker's serial console is its
 	// stdio on a PTY); otherwise stdin is /dev/null and stdout goes to Log.
-	Stdio   *os.File
-	Netns   string // network namespace to start in (TAPs opened by name); "" = the caller's
+	Stdio *os.File
+	Netns string // network namespace to start in (TAPs opened by name); "" = the caller's
+	// Dir is the working directory of the process ("" = the caller's). Firecracker resolves
+	// the relative drive paths it keeps in its snapshots against it.
+	Dir     string
 	Log     string // the hypervisor's own log: stdout and stderr are appended
 	PIDFile string
 	// Control is the control socket: it marks the process as this VM's (Owner.Marker) and
@@ -77,7 +80,7 @@ func Run(ctx context.Context, p Plan, ready Ready, setup Setup) (Process, error)
 	}
 
 	logStart := FileSize(p.Log)
-	child, err := Launch(LaunchOptions{Binary: p.Binary, Args: p.Args, ExtraFiles: p.Files, Stdio: p.Stdio, Netns: p.Netns,
+	child, err := Launch(LaunchOptions{Binary: p.Binary, Args: p.Args, ExtraFiles: p.Files, Stdio: p.Stdio, Netns: p.Netns, Dir: p.Dir,
 		LogPath: p.Log, PIDPath: p.PIDFile})
 	if err == nil {
 		if err = await(ctx, p, child, ready, logStart); err == nil && setup != nil {

@@ -1,0 +1,151 @@
+package firecracker
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/hypervisor/rest"
+)
+
+// Request bodies, as firecracker-swagger.yaml defines them.
+type (
+	machineConfig struct {
+		VCPUCount  int    `json:"vcpu_count"`
+		MemSizeMiB int64  `json:"mem_size_mib"`
+		HugePages  string `json:"huge_pages,omitempty"`
+	}
+	bootSource struct {
+		KernelImagePath string `json:"kernel_image_path"`
+		InitrdPath      string `json:"initrd_path,omitempty"`
+		BootArgs        string `json:"boot_args,omitempty"`
+	}
+	drive struct {
+		DriveID      string `json:"drive_id"`
+		PathOnHost   string `json:"path_on_host"`
+		IsRootDevice bool   `json:"is_root_device"`
+		IsReadOnly   bool   `json:"is_read_only"`
+		IOEngine     string `json:"io_engine,omitempty"`
+	}
+	partialDrive struct {
+		DriveID    string `json:"drive_id"`
+		PathOnHost string `json:"path_on_host"`
+	}
+	networkInterface struct {
+		IfaceID     string `json:"iface_id"`
+		HostDevName string `json:"host_dev_name"`
+		GuestMAC    string `json:"guest_mac,omitempty"`
+	}
+	balloon struct {
+		AmountMiB         int64 `json:"amount_mib"`
+		DeflateOnOOM      bool  `json:"deflate_on_oom"`
+		FreePageReporting bool  `json:"free_page_reporting"`
+	}
+	vsock struct {
+		GuestCID int    `json:"guest_cid"`
+		UDSPath  string `json:"uds_path"`
+	}
+	action struct {
+		ActionType string `json:"action_type"`
+	}
+	vmState struct {
+		State string `json:"state"`
+	}
+	snapshotCreate struct {
+		SnapshotPath string `json:"snapshot_path"`
+		MemFilePath  string `json:"mem_file_path"`
+		SnapshotType string `json:"snapshot_type"`
+	}
+	memBackend struct {
+		BackendType string `json:"backend_type"`
+		BackendPath string `json:"backend_path"`
+	}
+	networkOverride struct {
+		IfaceID     string `json:"iface_id"`
+		HostDevName string `json:"host_dev_name"`
+	}
+	vsockOverride struct {
+		UDSPath string `json:"uds_path"`
+	}
+	snapshotLoad struct {
+		SnapshotPath     string            `json:"snapshot_path"`
+		MemBackend       memBackend        `json:"mem_backend"`
+		NetworkOverrides []networkOverride `json:"network_overrides,omitempty"`
+		VsockOverride    *vsockOverride    `json:"vsock_override,omitempty"`
+	}
+	instanceInfo struct {
+		State string `json:"state"` // "Not started", "Running", "Paused"
+	}
+)
+
+// guestCID is the guest's vsock context id (the first one not reserved).
+const guestCID = 3
+
+// snapshotTimeout bounds snapshot create and load: they move all of guest memory.
+const snapshotTimeout = 10 * time.Minute
+
+func driveID(i int) string { return fmt.Sprintf("drive_%d", i) }
+func ifaceID(i int) string { return fmt.Sprintf("eth%d", i) }
+
+func put(path string, body any) rest.Call { return rest.Call{Method: http.MethodPut, Path: path, Body: body} }
+
+func setVMState(state string) rest.Call {
+	return rest.Call{Method: http.MethodPatch, Path: "/vm", Body: vmState{State: state}}
+}
+
+// bootCalls configure a fresh Firecracker process for spec and start the guest (spec §10.1).
+// drivePath names each disk as FC should open it.
+func bootCalls(spec hypervisor.VMSpec, drivePath func(i int) string) []rest.Call {
+	mc := machineConfig{VCPUCount: spec.CPUs, MemSizeMiB: spec.MemoryBytes >> 20}
+	if spec.HugePages {
+		mc.HugePages = "2M"
+	}
+	calls := []rest.Call{
+		put("/machine-config", mc),
+		put("/boot-source", bootSource{KernelImagePath: spec.Boot.Kernel, InitrdPath: spec.Boot.Initrd, BootArgs: spec.Boot.Cmdline}),
+	}
+	for i, d := range spec.Disks {
+		dr := drive{DriveID: driveID(i), PathOnHost: drivePath(i), IsReadOnly: d.ReadOnly}
+		if !d.ReadOnly {
+			dr.IOEngine = "Async" // io_uring; read-only layers gain nothing from it
+		}
+		calls = append(calls, put("/drives/"+dr.DriveID, dr))
+	}
+	for i, n := range spec.NICs {
+		calls = append(calls, put("/network-interfaces/"+ifaceID(i), networkInterface{IfaceID: ifaceID(i), HostDevName: n.TapName, GuestMAC: n.MAC}))
+	}
+	if spec.Balloon && spec.MemoryBytes >= minBalloonMemory {
+		// A quarter of guest RAM starts inflated; the guest takes it back when it runs short.
+		calls = append(calls, put("/balloon", balloon{AmountMiB: spec.MemoryBytes >> 20 / 4, DeflateOnOOM: true, FreePageReporting: true}))
+	}
+	calls = append(calls, put("/entropy", struct{}{}))
+	if spec.Agent {
+		calls = append(calls, put("/vsock", vsock{GuestCID: guestCID, UDSPath: vsockPath(spec.RunDir)}))
+	}
+	return append(calls, put("/actions", action{ActionType: "InstanceStart"}))
+}
+
+// loadCalls resume snapshot dir as spec's VM: the state is loaded with the clone's TAPs and
+// vsock socket, every drive is pointed at the clone's own disk before the guest runs (see
+// drives.go), and the guest resumes.
+func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
+	load := snapshotLoad{
+		SnapshotPath: statePath(dir),
+		// FC maps the memory file privately (MAP_PRIVATE): clones of one snapshot share its
+		// pages and none ever writes to it.
+		MemBackend: memBackend{BackendType: "File", BackendPath: memPath(dir)},
+	}
+	for i, n := range spec.NICs {
+		load.NetworkOverrides = append(load.NetworkOverrides, networkOverride{IfaceID: ifaceID(i), HostDevName: n.TapName})
+	}
+	if spec.Agent {
+		load.VsockOverride = &vsockOverride{UDSPath: vsockPath(spec.RunDir)}
+	}
+	calls := []rest.Call{{Method: http.MethodPut, Path: "/snapshot/load", Body: load, Once: true, Timeout: snapshotTimeout}}
+	for i := range spec.Disks {
+		calls = append(calls, rest.Call{Method: http.MethodPatch, Path: "/drives/" + driveID(i),
+			Body: partialDrive{DriveID: driveID(i), PathOnHost: driveLink(i)}})
+	}
+	return append(calls, setVMState("Resumed"))
+}
