@@ -88,7 +88,9 @@ const snapshotTimeout = 10 * time.Minute
 func driveID(i int) string { return fmt.Sprintf("drive_%d", i) }
 func ifaceID(i int) string { return fmt.Sprintf("eth%d", i) }
 
-func put(path string, body any) rest.Call { return rest.Call{Method: http.MethodPut, Path: path, Body: body} }
+func put(path string, body any) rest.Call {
+	return rest.Call{Method: http.MethodPut, Path: path, Body: body}
+}
 
 func setVMState(state string) rest.Call {
 	return rest.Call{Method: http.MethodPatch, Path: "/vm", Body: vmState{State: state}}
