@@ -144,7 +144,7 @@ func foreignPID(t *testing.T, tg Target) {
 	}
 	t.Cleanup(func() { _ = syscall.Kill(-sleeper.Process.Pid, syscall.SIGKILL); _ = sleeper.Wait() })
 	refs := map[string]hypervisor.VMRef{
-		"unrelated pid": {ID: spec.ID, RunDir: spec.RunDir, PID: sleeper.Process.Pid},
+		"unrelated pid":                       {ID: spec.ID, RunDir: spec.RunDir, PID: sleeper.Process.Pid},
 		"pid of a live VM of another run dir": {ID: spec.ID, RunDir: t.TempDir(), PID: os.Getpid()},
 	}
 	for name, ref := range refs {
