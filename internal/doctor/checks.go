@@ -20,8 +20,8 @@ func checks(o *Options) []check {
 		{name: "kvm", run: checkKVM},
 		{name: "platforms", run: checkPlatforms},
 		{name: "qemu", run: binary(o.QEMUBinary, true, "apt-get install qemu-system-x86", "--version")},
-		{name: "cloud-hypervisor", run: binary(o.CHBinary, false, "optional: the cloud-hypervisor backend is not built yet", "--version")},
-		{name: "firecracker", run: binary(o.FCBinary, false, "optional: the firecracker backend is not built yet", "--version")},
+		{name: "cloud-hypervisor", run: binary(o.CHBinary, false, "optional: --hypervisor cloud-hypervisor (auto picks it on KVM hosts) needs Cloud Hypervisor v51+, or set ch_binary", "--version")},
+		{name: "firecracker", run: binary(o.FCBinary, false, "optional: --fc needs Firecracker 1.14+ on a KVM host, or set fc_binary", "--version")},
 		{name: "qemu-img", run: binary("qemu-img", true, "apt-get install qemu-utils", "--version")},
 		{name: "mkfs.erofs", run: checkMkfsErofs},
 		{name: "mkfs.ext4", run: binary("mkfs.ext4", true, "apt-get install e2fsprogs", "-V")},
@@ -118,7 +118,7 @@ func checkFiles(hint string, paths ...string) func(context.Context, *Options) Re
 func checkCloudHV(_ context.Context, o *Options) Result {
 	p := filepath.Join(o.RootDir, "firmware", "CLOUDHV.fd")
 	if _, err := os.Stat(p); err != nil {
-		return Result{Status: Warn, Detail: p + " not found", Hint: "optional: only the cloud-hypervisor backend (not built yet) uses it"}
+		return Result{Status: Warn, Detail: p + " not found", Hint: "optional: cloud images on cloud-hypervisor boot it (rust-hypervisor-firmware)"}
 	}
 	return Result{Status: Pass, Detail: p}
 }

@@ -23,25 +23,6 @@ func vmPlatform(want string, img *image.Image) (string, error) {
 	return p, nil
 }
 
-// consoleDevice is the guest's serial console for the kernel command line.
-func consoleDevice(plat, hypervisorName string) string {
-	switch {
-	case hypervisorName == "cloud-hypervisor":
-		return "hvc0"
-	case plat == platform.ARM64:
-		return "ttyAMA0" // the virt machine's PL011 UART
-	}
-	return "ttyS0"
-}
-
-// firmware is the UEFI code and variables template for cloud images of plat.
-func (e *Engine) firmware(plat string) (code, vars string) {
-	if plat == platform.ARM64 {
-		return e.cfg.FirmwareCodeARM64, e.cfg.FirmwareVarsARM64
-	}
-	return e.cfg.FirmwareCode, e.cfg.FirmwareVars
-}
-
 // checkClonePlatform refuses a clone onto another platform than its snapshot's: the saved
 // machine (CPU registers, interrupt controller) only loads into the same machine type.
 func checkClonePlatform(want, snapName, snapPlatform string) error {

@@ -76,6 +76,7 @@ type VMSpec struct {
 	MemoryDir     string
 	HugePages     bool
 	Balloon       bool
+	BalloonBytes  int64 // memory the balloon takes from the guest at boot; 0 = a quarter
 	Windows       bool
 	DiskQueueSize int    // 0 = backend default
 	Accel         string // auto | kvm | tcg (backends without a choice ignore it)
