@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/hypervisor/hvtest"
 )
 
 func TestStartConsoleGracefulStop(t *testing.T) {
@@ -90,11 +92,8 @@ func TestForeignPIDIsNeverSignalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
-	if err := os.WriteFile(pidPath(vm.spec.RunDir), []byte("0\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// The PID file names an unrelated live process.
-	if err := os.WriteFile(pidPath(vm.spec.RunDir), []byte(strings.TrimSpace(itoa(sleeper.Process.Pid))+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pidPath(vm.spec.RunDir), []byte(strconv.Itoa(sleeper.Process.Pid)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ref := hypervisor.VMRef{ID: vm.spec.ID, RunDir: vm.spec.RunDir}
@@ -110,17 +109,6 @@ func TestForeignPIDIsNeverSignalled(t *testing.T) {
 	if _, err := os.Stat(pidPath(vm.spec.RunDir)); err == nil {
 		t.Error("pid file left behind")
 	}
-}
-
-func itoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(n)) }
-
-func fmtInt(n int) string {
-	var b []byte
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }
 
 func TestStartFailureLeavesNothing(t *testing.T) {
@@ -240,4 +228,14 @@ func TestDebugCommand(t *testing.T) {
 	if got != string(want) {
 		t.Errorf("DebugCommand differs from %s:\n%s", path, got)
 	}
+}
+
+func TestConformance(t *testing.T) {
+	hvtest.Conformance(t, hvtest.Target{
+		New:  func(testing.TB) hypervisor.Backend { return newBackend() },
+		Spec: func(tb testing.TB) hypervisor.VMSpec { return newVM(tb.(*testing.T), true).spec },
+		Booted: func(tb testing.TB, spec hypervisor.VMSpec) {
+			eventually(tb.(*testing.T), "boot banner", func() bool { return fileContains(consoleLogPath(spec.LogDir), spec.ID+" booted") })
+		},
+	})
 }

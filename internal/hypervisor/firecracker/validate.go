@@ -2,6 +2,7 @@ package firecracker
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -53,8 +54,12 @@ func (b *Backend) validate(s hypervisor.VMSpec, debug bool) error {
 }
 
 // checkELF refuses a kernel Firecracker cannot load: it boots only uncompressed ELF images.
+// A missing kernel is left to Firecracker, whose refusal names it and the log.
 func checkELF(path string) error {
 	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
