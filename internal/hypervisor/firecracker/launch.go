@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoonstack/cocoon/internal/console/relay"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
@@ -79,14 +80,17 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, calls []re
 	}
 	setup := func(ctx context.Context) error {
 		// The relay first, so the console log holds the guest's first line.
-		if _, err := relay.Start(relay.Options{Endpoint: relay.Endpoint{FD: master}, Socket: consolePath(spec.RunDir),
-			Log: consoleLogPath(spec.LogDir)}); err != nil {
+		relayPID, err := relay.Start(relay.Options{Endpoint: relay.Endpoint{FD: master}, Socket: consolePath(spec.RunDir),
+			Log: consoleLogPath(spec.LogDir)})
+		if err != nil {
 			return err
 		}
 		c := api(spec.RunDir)
 		for _, call := range calls {
 			if err := c.Do(ctx, call); err != nil {
-				return err
+				// The relay would leave by itself once FC is killed; a failed start leaves
+				// nothing running when it returns.
+				return errors.Join(err, killRelay(relayPID))
 			}
 		}
 		return nil
@@ -106,4 +110,26 @@ func netnsOf(spec hypervisor.VMSpec) (string, error) {
 		}
 	}
 	return ns, nil
+}
+
+// killRelay ends the console relay of a launch that failed and waits until it is gone. The
+// pidfd pins the process: the signal cannot reach a successor of a reused PID.
+func killRelay(pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stop console relay %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("stop console relay %d: %w", pid, err)
+	}
+	for {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+		if n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+			return nil
+		}
+	}
 }
