@@ -8,9 +8,11 @@ import (
 	"syscall"
 
 	"github.com/cocoonstack/cocoon/internal/cli"
+	"github.com/cocoonstack/cocoon/internal/console/relay"
 )
 
 func main() {
+	relay.Init() // a re-exec of this binary as a VM's console relay runs that and exits
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:])
 	stop()
