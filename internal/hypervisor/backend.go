@@ -108,7 +108,10 @@ type Capabilities struct {
 	// FirmwareVars: UEFI boot takes a per-VM writable copy of a variables file (QEMU's
 	// OVMF_VARS); firmware without one (Cloud Hypervisor's CLOUDHV.fd) leaves it false.
 	FirmwareVars bool
-	Limits       Limits
+	// CrossArch: runs guests of another architecture than the host's (QEMU emulates them
+	// under TCG); KVM-only hypervisors run the host's architecture alone.
+	CrossArch bool
+	Limits    Limits
 }
 
 // FirmwareLocator is implemented by backends that boot UEFI firmware: which files, from the

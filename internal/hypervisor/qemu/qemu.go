@@ -90,7 +90,7 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 	// Memory grows by pc-dimm hot-add into slots reserved at cold boot (memory.go); NICs are
 	// swapped and added on the spare root ports.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, Limits: limits}
+		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, CrossArch: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.
