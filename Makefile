@@ -27,8 +27,8 @@ cross: ## Check that cocoon (and its tests) build for linux/arm64
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -o /dev/null ./cmd/cocoon
 	GOOS=linux GOARCH=arm64 $(GO) vet ./...
 
-install: build ## Install bin/cocoon and bin/cocoon-agent into /usr/local/bin
-	install -m 0755 bin/cocoon bin/cocoon-agent /usr/local/bin/
+install: build ## Install bin/cocoon and the guest agents bin/cocoon-agent* into /usr/local/bin
+	install -m 0755 bin/cocoon bin/cocoon-agent* /usr/local/bin/
 
 images: ## Build the guest test images, x86 and arm64 tiny included (cached in os-image/.cache)
 	bash os-image/build.sh all
