@@ -20,8 +20,6 @@ func checks(o *Options) []check {
 		{name: "kvm", run: checkKVM},
 		{name: "platforms", run: checkPlatforms},
 		{name: "qemu", run: binary(o.QEMUBinary, true, "apt-get install qemu-system-x86", "--version")},
-		{name: "cloud-hypervisor", run: binary(o.CHBinary, false, "optional: --hypervisor cloud-hypervisor (auto picks it on KVM hosts) needs Cloud Hypervisor v51+, or set ch_binary", "--version")},
-		{name: "firecracker", run: binary(o.FCBinary, false, "optional: --fc needs Firecracker 1.14+ on a KVM host, or set fc_binary", "--version")},
 		{name: "qemu-img", run: binary("qemu-img", true, "apt-get install qemu-utils", "--version")},
 		{name: "mkfs.erofs", run: checkMkfsErofs},
 		{name: "mkfs.ext4", run: binary("mkfs.ext4", true, "apt-get install e2fsprogs", "-V")},
@@ -34,6 +32,9 @@ func checks(o *Options) []check {
 		{name: "sysctl fs.aio-max-nr", run: sysctlAtLeast("fs.aio-max-nr", aioMaxNr, Warn, "QEMU's native AIO runs out with many VMs"), fix: setSysctl("fs.aio-max-nr", aioMaxNr)},
 		{name: "iptables FORWARD", run: checkForwardPolicy},
 		{name: "hugepages", run: checkHugepages},
+	}
+	for _, b := range o.Backends {
+		cs = append(cs, check{name: "backend " + b.Name, run: checkBackend(b)})
 	}
 	for _, d := range []struct{ key, path string }{{"root_dir", o.RootDir}, {"run_dir", o.RunDir}, {"log_dir", o.LogDir}, {"memory_dir", o.MemoryDir}, {"netns dir", o.NetnsDir}} {
 		cs = append(cs, check{name: "dir " + d.key, run: checkDir(d.path), fix: fixDir(d.path)})
@@ -177,4 +178,15 @@ func checkHugepages(_ context.Context, o *Options) Result {
 		return Result{Status: Pass, Detail: "none reserved: guest RAM lives on tmpfs (memory_dir)"}
 	}
 	return Result{Status: Pass, Detail: fmt.Sprintf("%d reserved: guest RAM uses hugetlbfs while they last", n)}
+}
+
+// checkBackend reports whether a hypervisor backend can run VMs here (its binary, version and
+// what else it needs); a backend that cannot is optional unless it is the only one.
+func checkBackend(b Backend) func(context.Context, *Options) Result {
+	return func(context.Context, *Options) Result {
+		if err := b.Available(); err != nil {
+			return Result{Status: Warn, Detail: err.Error(), Hint: "optional: only VMs created with this hypervisor need it"}
+		}
+		return Result{Status: Pass, Detail: "usable"}
+	}
 }

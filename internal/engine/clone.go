@@ -15,6 +15,7 @@ import (
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/network"
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
 )
 
@@ -79,6 +80,9 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		return nil, fmt.Errorf("hypervisor %s cannot clone snapshots", b.Name())
 	}
 	if err := checkClonePlatform(o.Platform, snap.Name, m.Platform); err != nil {
+		return nil, err
+	}
+	if err := checkArch(b, platform.Or(m.Platform)); err != nil {
 		return nil, err
 	}
 	r := resources{cpu: or(o.CPU, m.CPU), memory: or64(o.Memory, m.Memory), storage: or64(o.Storage, m.Storage)}

@@ -121,6 +121,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkArch(b, plat); err != nil {
+		return nil, err
+	}
 	if code, _ := e.firmware(&VM{Hypervisor: b.Name()}, plat); img.Kind == image.KindCloud {
 		if _, err := os.Stat(code); err != nil {
 			return nil, fmt.Errorf("UEFI firmware %s of hypervisor %s not found: install it or set its path in the configuration (cocoon doctor tells which)", code, b.Name())

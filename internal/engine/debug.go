@@ -55,6 +55,9 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := checkArch(b, plat); err != nil {
+		return "", err
+	}
 	name := o.Name
 	if name == "" {
 		name = defaultName(o.Image)

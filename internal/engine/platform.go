@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+
 	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/platform"
 )
@@ -35,6 +37,14 @@ func checkClonePlatform(want, snapName, snapPlatform string) error {
 	}
 	if have := platform.Or(snapPlatform); have != p {
 		return fmt.Errorf("snapshot %s is %s and clones only onto %s, not %s: drop --platform or use a %s snapshot", snapName, have, have, p, p)
+	}
+	return nil
+}
+
+// checkArch refuses a guest platform the backend cannot run on this host.
+func checkArch(b hypervisor.Backend, plat string) error {
+	if plat != platform.Host() && !b.Capabilities().CrossArch {
+		return fmt.Errorf("hypervisor %s runs only %s guests on this host, not %s: use --hypervisor qemu (emulated) or a %s host", b.Name(), platform.Host(), plat, plat)
 	}
 	return nil
 }

@@ -108,7 +108,10 @@ type Capabilities struct {
 	// FirmwareVars: UEFI boot takes a per-VM writable copy of a variables file (QEMU's
 	// OVMF_VARS); firmware without one (Cloud Hypervisor's CLOUDHV.fd) leaves it false.
 	FirmwareVars bool
-	Limits       Limits
+	// CrossArch: runs guests of another architecture than the host's (QEMU emulates them
+	// under TCG); KVM-only hypervisors run the host's architecture alone.
+	CrossArch bool
+	Limits    Limits
 }
 
 // FirmwareLocator is implemented by backends that boot UEFI firmware: which files, from the
@@ -132,6 +135,9 @@ type StopOptions struct {
 	Force     bool          // skip the graceful request
 	Timeout   time.Duration // wait for a graceful exit (default DefaultStopTimeout)
 	TermGrace time.Duration // SIGTERM → SIGKILL delay (default DefaultTermGrace)
+	// Request, when set, replaces the backend's graceful power-off request: the engine asks
+	// the guest agent to power off a machine that has no power button (PowerButton).
+	Request func(ctx context.Context) error
 }
 
 // Stop timing defaults (spec §16.6).
@@ -179,6 +185,13 @@ type AgentChannel interface {
 	AgentConnected(ctx context.Context, vm VMRef) (bool, error)
 	// DialAgent opens a stream for one agent session; closing it ends the session.
 	DialAgent(ctx context.Context, vm VMRef) (io.ReadWriteCloser, error)
+}
+
+// PowerButton is implemented by backends some of whose machines have no power button the
+// guest reacts to (QEMU's arm64 virt machine booted without firmware has no ACPI); the engine
+// then asks the guest agent to power off, as libvirt's agent shutdown mode does.
+type PowerButton interface {
+	HasPowerButton(vm VMRef) bool
 }
 
 // ConsoleLogger is implemented by backends that record the guest console to a file.

@@ -90,7 +90,7 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 	// Memory grows by pc-dimm hot-add into slots reserved at cold boot (memory.go); NICs are
 	// swapped and added on the spare root ports.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, Limits: limits}
+		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, CrossArch: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.
@@ -241,6 +241,14 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 		return c.execute("system_powerdown", nil, nil)
 	}
 	return hypervisor.StopProcess(ctx, vm, b.planOf(vm.RunDir), powerdown, opts)
+}
+
+// HasPowerButton implements hypervisor.PowerButton: the arm64 virt machine has ACPI (and so a
+// power button) only when booted through UEFI firmware; direct kernel boot gives the guest a
+// device tree whose gpio-keys power key Debian's cloud kernel does not build.
+func (b *Backend) HasPowerButton(vm hypervisor.VMRef) bool {
+	l, err := readLayout(vm.RunDir)
+	return err != nil || l.Arch != "arm64" || l.UEFI
 }
 
 // planOf is plan for a VM that may be running: the recorded layout says which QEMU binary
