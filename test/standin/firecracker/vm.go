@@ -57,12 +57,13 @@ type vm struct {
 	configured bool // a pre-boot resource was set: snapshot load is no longer allowed
 	m          machine
 	vsockLn    net.Listener
-	open       []*os.File // drive files held open, as FC holds them
+	open       []*os.File          // drive and memory files held open, as FC holds them
+	taps       map[string]*os.File // attached TAP queues by interface id
 	exit       chan int
 }
 
 func newVM(o options) *vm {
-	return &vm{o: o, state: notStarted, exit: make(chan int, 1),
+	return &vm{o: o, state: notStarted, exit: make(chan int, 1), taps: map[string]*os.File{},
 		m: machine{VCPUs: 1, MemMiB: 128, Drives: map[string]driveConf{}, NICs: map[string]nicConf{}}}
 }
 
@@ -212,19 +213,16 @@ func (v *vm) putNIC(_ http.ResponseWriter, r *http.Request) error {
 	if n.ID != r.PathValue("id") {
 		return errors.New("the id from the path does not match the id from the body")
 	}
-	if err := checkTap(n.Tap); err != nil {
-		return err
+	// FC opens the TAP when the interface is configured.
+	f, err := openTap(n.Tap)
+	if err != nil {
+		return fmt.Errorf("could not create the network device: %w", err)
 	}
+	if old := v.taps[n.ID]; old != nil {
+		old.Close()
+	}
+	v.taps[n.ID] = f
 	v.m.NICs[n.ID] = n
-	return nil
-}
-
-// checkTap looks the TAP up in this process's network namespace (netlink, not /sys, whose
-// view is the namespace sysfs was mounted in).
-func checkTap(name string) error {
-	if _, err := net.InterfaceByName(name); err != nil {
-		return fmt.Errorf("could not create the network device: open tap device %s: %w", name, err)
-	}
 	return nil
 }
 
@@ -288,10 +286,15 @@ func (v *vm) activate() error {
 		}
 		v.open = append(v.open, f)
 	}
-	for _, n := range v.m.NICs {
-		if err := checkTap(n.Tap); err != nil {
-			return err
+	for id, n := range v.m.NICs {
+		if v.taps[id] != nil {
+			continue // opened when configured
 		}
+		f, err := openTap(n.Tap)
+		if err != nil {
+			return fmt.Errorf("could not create the network device: %w", err)
+		}
+		v.taps[id] = f
 	}
 	if v.m.Vsock != nil {
 		ln, err := net.Listen("unix", v.m.Vsock.UDS)
