@@ -183,3 +183,38 @@ func TestStandinFirecrackerDebug(t *testing.T) {
 		}
 	}
 }
+
+// TestStandinFirecrackerNIC: FC opens the VM's TAP by name inside the VM's netns (the
+// stand-in attaches it as FC does: single queue, refused when held elsewhere); a clone gets
+// its own TAP through network_overrides and keeps the snapshot's MAC.
+func TestStandinFirecrackerNIC(t *testing.T) {
+	harness.Require(t, "mkfs.erofs", "mkfs.ext4", "nsenter")
+	env := harness.NewEnv(t)
+	reqLog := fcStandin(t, env)
+	ref := pullTiny(t, env)
+	harness.NewHostNet(t, env, 83)
+
+	env.MustRun("vm", "run", "--fc", "--name", "n1", "--nics", "1", "--cpu", "2", "--memory", "512M", ref)
+	vm := env.Inspect("n1")
+	if vm.State != "running" || len(vm.Networks) != 1 {
+		t.Fatalf("after run: state %s, %d NICs", vm.State, len(vm.Networks))
+	}
+	nic := vm.Networks[0]
+	want := `PUT /network-interfaces/eth0 {"iface_id":"eth0","host_dev_name":"` + nic.Tap + `","guest_mac":"` + nic.MAC + `"}`
+	if reqs := checkRequests(t, reqLog); !strings.Contains(reqs, want) {
+		t.Fatalf("requests lack %s:\n%s", want, reqs)
+	}
+
+	env.MustRun("snapshot", "save", "--name", "ns", "n1")
+	env.MustRun("vm", "clone", "--name", "n2", "ns")
+	clone := env.Inspect("n2")
+	if clone.State != "running" || len(clone.Networks) != 1 || clone.Networks[0].Tap == nic.Tap {
+		t.Fatalf("clone: state %s, NICs %+v", clone.State, clone.Networks)
+	}
+	want = `"network_overrides":[{"iface_id":"eth0","host_dev_name":"` + clone.Networks[0].Tap + `"}]`
+	if reqs := checkRequests(t, reqLog); !strings.Contains(reqs, want) {
+		t.Fatalf("requests lack %s:\n%s", want, reqs)
+	}
+	env.MustRun("vm", "stop", "n1", "n2")
+	env.MustRun("vm", "rm", "n1", "n2")
+}

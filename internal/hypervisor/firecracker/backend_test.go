@@ -173,7 +173,7 @@ func TestValidateRefusesWhatFirecrackerCannotRun(t *testing.T) {
 		{"multi-queue", "one queue pair", func(s *hypervisor.VMSpec) {
 			s.NICs = []hypervisor.NIC{{TapName: "tap0", Queues: 2}}
 		}},
-		{"queue size", "queue size", func(s *hypervisor.VMSpec) { s.DiskQueueSize = 1024 }},
+		{"queue size", "queue size", func(s *hypervisor.VMSpec) { s.DiskQueueSize = 2048 }},
 		{"arm64", "amd64 guests only", func(s *hypervisor.VMSpec) { s.Arch = "arm64" }},
 		{"bad id", "instance ids", func(s *hypervisor.VMSpec) { s.ID = "a_b" }},
 	} {

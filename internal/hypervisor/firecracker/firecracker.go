@@ -77,8 +77,10 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 		Limits: hypervisor.Limits{
 			MinMemory:     64 << 20,
 			MaxNICs:       maxNICs,
-			NetQueueSize:  hypervisor.SizeRange{Min: queueSize, Max: queueSize},
-			DiskQueueSize: hypervisor.SizeRange{Min: queueSize, Max: queueSize},
+			// FC's virtio rings are always queueSize deep and not configurable: a requested
+			// depth (the engine's default is 512) is accepted and ignored, as spec §10.1 says.
+			NetQueueSize:  hypervisor.SizeRange{Min: queueSize, Max: 1024},
+			DiskQueueSize: hypervisor.SizeRange{Min: queueSize, Max: 1024},
 			MaxSerialLen:  20, // serials are not passed to FC at all (DisksByPath)
 		},
 	}
