@@ -75,8 +75,8 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 		// one legacy UART and no i8042 aux port, so the guest does not probe absent hardware.
 		KernelArgs: []string{"reboot=k", "pci=off", "i8042.noaux", "8250.nr_uarts=1"},
 		Limits: hypervisor.Limits{
-			MinMemory:     64 << 20,
-			MaxNICs:       maxNICs,
+			MinMemory: 64 << 20,
+			MaxNICs:   maxNICs,
 			// FC's virtio rings are always queueSize deep and not configurable: a requested
 			// depth (the engine's default is 512) is accepted and ignored, as spec §10.1 says.
 			NetQueueSize:  hypervisor.SizeRange{Min: queueSize, Max: 1024},
