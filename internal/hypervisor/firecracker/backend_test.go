@@ -45,6 +45,19 @@ func TestStartConsoleGracefulStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, conn, "ping-fc-console")
+	// A later command finds the process without its PID file (a launch killed before recording).
+	if err := os.Rename(pidPath(vm.spec.RunDir), pidPath(vm.spec.RunDir)+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if found, ok := b.Find(hypervisor.VMRef{ID: vm.spec.ID, RunDir: vm.spec.RunDir}); !ok || found.PID != p.PID || found.StartTime != p.StartTime {
+		t.Errorf("Find without a PID file = %+v, %v; want pid %d", found, ok, p.PID)
+	}
+	if err := os.Rename(pidPath(vm.spec.RunDir)+".away", pidPath(vm.spec.RunDir)); err != nil {
+		t.Fatal(err)
+	}
+	cmdline := strings.NewReplacer(vm.root, "$VM", standin, "firecracker").Replace(readAll(t, cmdlinePath(vm.spec.RunDir)))
+	cmdline = strings.ReplaceAll(cmdline, vm.spec.ID, "$ID")
+	goldenText(t, "launch.golden", cmdline)
 	// No agent in the stand-in's guest: the vsock answers, the agent does not.
 	if ok, err := b.AgentConnected(context.Background(), ref); ok || err != nil {
 		t.Errorf("AgentConnected = %v, %v; want false (nothing listens in the guest)", ok, err)
@@ -215,7 +228,13 @@ func TestDebugCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = strings.NewReplacer(vm.root, "$VM", kernel, "$KERNEL", standin, "firecracker", vm.spec.ID, "$ID").Replace(got)
-	path := filepath.Join("testdata", "debug.golden")
+	goldenText(t, "debug.golden", got)
+}
+
+// goldenText compares got with testdata/name (rewritten with -update).
+func goldenText(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -226,7 +245,7 @@ func TestDebugCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got != string(want) {
-		t.Errorf("DebugCommand differs from %s:\n%s", path, got)
+		t.Errorf("differs from %s (rerun with -update if intended):\n%s", path, got)
 	}
 }
 
