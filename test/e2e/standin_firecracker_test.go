@@ -124,6 +124,14 @@ func TestStandinFirecrackerLifecycle(t *testing.T) {
 	if got := env.Inspect("f1"); got.State != "running" {
 		t.Fatalf("after restore: %s", got.State)
 	}
+	// Export and import: the imported state files pass CheckState and clone like the original.
+	archive := filepath.Join(t.TempDir(), "s1.tar")
+	env.MustRun("snapshot", "export", "--gzip=false", "-o", archive, "s1")
+	env.MustRun("snapshot", "import", "--name", "s1i", archive)
+	env.MustRun("vm", "clone", "--name", "f4", "s1i")
+	if got := env.Inspect("f4"); got.State != "running" {
+		t.Fatalf("clone of the imported snapshot: %s", got.State)
+	}
 	reqs = checkRequests(t, reqLog)
 	for _, want := range []string{`PATCH /vm {"state":"Paused"}`, `PUT /snapshot/create`, `PUT /snapshot/load`,
 		`"mem_backend":{"backend_type":"File"`, `PATCH /drives/drive_1 {"drive_id":"drive_1","path_on_host":"disks/drive_1"}`} {
@@ -157,8 +165,8 @@ func TestStandinFirecrackerLifecycle(t *testing.T) {
 		t.Errorf("vm list -o json backends: %v", backends)
 	}
 
-	env.MustRun("vm", "rm", "--force", "f1", "f2", "f3", "q1")
-	env.MustRun("snapshot", "rm", "s1")
+	env.MustRun("vm", "rm", "--force", "f1", "f2", "f3", "f4", "q1")
+	env.MustRun("snapshot", "rm", "s1", "s1i")
 	env.MustRun("gc")
 	for _, dir := range []string{env.RunDir, env.LogDir} {
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
