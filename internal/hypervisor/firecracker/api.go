@@ -12,9 +12,8 @@ import (
 // Request bodies, as firecracker-swagger.yaml defines them.
 type (
 	machineConfig struct {
-		VCPUCount  int    `json:"vcpu_count"`
-		MemSizeMiB int64  `json:"mem_size_mib"`
-		HugePages  string `json:"huge_pages,omitempty"`
+		VCPUCount  int   `json:"vcpu_count"`
+		MemSizeMiB int64 `json:"mem_size_mib"`
 	}
 	bootSource struct {
 		KernelImagePath string `json:"kernel_image_path"`
@@ -99,10 +98,11 @@ func setVMState(state string) rest.Call {
 // bootCalls configure a fresh Firecracker process for spec and start the guest (spec §10.1).
 // drivePath names each disk as FC should open it.
 func bootCalls(spec hypervisor.VMSpec, drivePath func(i int) string) []rest.Call {
+	// spec.HugePages is not passed on: FC restores a hugetlbfs-backed snapshot only through a
+	// UFFD handler (its File memory backend refuses it), so every FC guest runs on regular
+	// pages and every snapshot can be cloned. FC's guest memory is its own anonymous mapping;
+	// spec.MemoryDir is not used either.
 	mc := machineConfig{VCPUCount: spec.CPUs, MemSizeMiB: spec.MemoryBytes >> 20}
-	if spec.HugePages {
-		mc.HugePages = "2M"
-	}
 	calls := []rest.Call{
 		put("/machine-config", mc),
 		put("/boot-source", bootSource{KernelImagePath: spec.Boot.Kernel, InitrdPath: spec.Boot.Initrd, BootArgs: spec.Boot.Cmdline}),
