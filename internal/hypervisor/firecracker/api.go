@@ -64,14 +64,10 @@ type (
 		IfaceID     string `json:"iface_id"`
 		HostDevName string `json:"host_dev_name"`
 	}
-	vsockOverride struct {
-		UDSPath string `json:"uds_path"`
-	}
 	snapshotLoad struct {
 		SnapshotPath     string            `json:"snapshot_path"`
 		MemBackend       memBackend        `json:"mem_backend"`
 		NetworkOverrides []networkOverride `json:"network_overrides,omitempty"`
-		VsockOverride    *vsockOverride    `json:"vsock_override,omitempty"`
 	}
 	instanceInfo struct {
 		State string `json:"state"` // "Not started", "Running", "Paused"
@@ -96,8 +92,14 @@ func setVMState(state string) rest.Call {
 }
 
 // bootCalls configure a fresh Firecracker process for spec and start the guest (spec §10.1).
-// drivePath names each disk as FC should open it.
-func bootCalls(spec hypervisor.VMSpec, drivePath func(i int) string) []rest.Call {
+// inRunDir: FC runs in spec's run dir and is given the run-dir-relative names of drives and
+// vsock socket (see drives.go); otherwise (a recipe for people) the absolute paths.
+func bootCalls(spec hypervisor.VMSpec, inRunDir bool) []rest.Call {
+	drivePath, vsockUDS := driveLink, vsockName
+	if !inRunDir {
+		drivePath = func(i int) string { return spec.Disks[i].Path }
+		vsockUDS = vsockPath(spec.RunDir)
+	}
 	// spec.HugePages is not passed on: FC restores a hugetlbfs-backed snapshot only through a
 	// UFFD handler (its File memory backend refuses it), so every FC guest runs on regular
 	// pages and every snapshot can be cloned. FC's guest memory is its own anonymous mapping;
@@ -123,14 +125,15 @@ func bootCalls(spec hypervisor.VMSpec, drivePath func(i int) string) []rest.Call
 	}
 	calls = append(calls, put("/entropy", struct{}{}))
 	if spec.Agent {
-		calls = append(calls, put("/vsock", vsock{GuestCID: guestCID, UDSPath: vsockPath(spec.RunDir)}))
+		calls = append(calls, put("/vsock", vsock{GuestCID: guestCID, UDSPath: vsockUDS}))
 	}
 	return append(calls, put("/actions", action{ActionType: "InstanceStart"}))
 }
 
-// loadCalls resume snapshot dir as spec's VM: the state is loaded with the clone's TAPs and
-// vsock socket, every drive is pointed at the clone's own disk before the guest runs (see
-// drives.go), and the guest resumes.
+// loadCalls resume snapshot dir as spec's VM: the state is loaded with the clone's TAPs
+// (network_overrides), every drive is pointed at the clone's own disk before the guest runs,
+// and the guest resumes. The vsock socket needs no override: its run-dir-relative name
+// resolves in the clone's run dir (see drives.go).
 func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
 	load := snapshotLoad{
 		SnapshotPath: statePath(dir),
@@ -140,9 +143,6 @@ func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
 	}
 	for i, n := range spec.NICs {
 		load.NetworkOverrides = append(load.NetworkOverrides, networkOverride{IfaceID: ifaceID(i), HostDevName: n.TapName})
-	}
-	if spec.Agent {
-		load.VsockOverride = &vsockOverride{UDSPath: vsockPath(spec.RunDir)}
 	}
 	calls := []rest.Call{{Method: http.MethodPut, Path: "/snapshot/load", Body: load, Once: true, Timeout: snapshotTimeout}}
 	for i := range spec.Disks {

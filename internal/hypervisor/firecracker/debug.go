@@ -21,7 +21,7 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	fmt.Fprintf(&out, "rm -f %s\n", hypervisor.ShellQuote(sock))
 	out.WriteString(hypervisor.ShellJoin(b.binary, []string{"--api-sock", sock, "--id", spec.ID}, false) + "\n")
 	out.WriteString("\n# Terminal 2: configure and boot\n")
-	for _, c := range bootCalls(spec, func(i int) string { return spec.Disks[i].Path }) {
+	for _, c := range bootCalls(spec, false) {
 		body, err := json.Marshal(c.Body)
 		if err != nil {
 			return "", fmt.Errorf("encode %s %s: %w", c.Method, c.Path, err)

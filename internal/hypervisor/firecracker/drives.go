@@ -9,7 +9,7 @@ import (
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
-// Drive paths and snapshots.
+// Drive and vsock paths in snapshots.
 //
 // A Firecracker snapshot (vmstate) records each drive's path_on_host as it was given, and
 // PUT /snapshot/load opens those paths again (read-write for writable drives) before anything
@@ -21,6 +21,11 @@ import (
 // disks/drive_<i> is a symlink to that VM's own disk. The vmstate therefore names no host disk
 // at all; a clone's FC resolves the same names in the clone's run dir and opens the clone's
 // disks. No file outside the clone's run dir is ever renamed, linked or opened for writing.
+//
+// The vsock's socket is named the same way ("vsock.sock", relative), so a clone's FC binds its
+// own run dir's socket. This is instead of vsock_override on load, which the FC releases this
+// backend supports (≥ 1.14) do not all accept: the reference API has it, 1.15 still refuses
+// unknown load fields.
 //
 // After the load, and before the guest runs, every drive is also re-pointed with PATCH
 // /drives/drive_<i> (the API allows it once the VM exists, "post-boot", which a loaded

@@ -89,9 +89,12 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 // Runtime files of one VM.
 func apiPath(runDir string) string     { return filepath.Join(runDir, "api.sock") }
 func consolePath(runDir string) string { return filepath.Join(runDir, "console.sock") }
-func vsockPath(runDir string) string   { return filepath.Join(runDir, "vsock.sock") }
+func vsockPath(runDir string) string   { return filepath.Join(runDir, vsockName) }
 func pidPath(runDir string) string     { return filepath.Join(runDir, "fc.pid") }
 func cmdlinePath(runDir string) string { return filepath.Join(runDir, "cmdline") }
+
+// vsockName is the vsock socket as FC knows it: relative to its working directory, the run dir.
+const vsockName = "vsock.sock"
 
 // diskLinkDir holds one symlink per drive, named as FC knows the drive (see drives.go).
 func diskLinkDir(runDir string) string    { return filepath.Join(runDir, "disks") }

@@ -38,7 +38,7 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	if err := b.validate(spec, false); err != nil {
 		return hypervisor.Process{}, err
 	}
-	p, err := b.launch(ctx, spec, bootCalls(spec, driveLink))
+	p, err := b.launch(ctx, spec, bootCalls(spec, true))
 	if err != nil {
 		return p, fmt.Errorf("start %w", err)
 	}
