@@ -130,10 +130,9 @@ func bootCalls(spec hypervisor.VMSpec, inRunDir bool) []rest.Call {
 	return append(calls, put("/actions", action{ActionType: "InstanceStart"}))
 }
 
-// loadCalls resume snapshot dir as spec's VM: the state is loaded with the clone's TAPs
-// (network_overrides), every drive is pointed at the clone's own disk before the guest runs,
-// and the guest resumes. The vsock socket needs no override: its run-dir-relative name
-// resolves in the clone's run dir (see drives.go).
+// loadCalls load snapshot dir as spec's VM, paused: the state is loaded with the clone's TAPs
+// (network_overrides) and every drive is pointed at the clone's own disk. The vsock socket
+// needs no override: its run-dir-relative name resolves in the clone's run dir (drives.go).
 func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
 	load := snapshotLoad{
 		SnapshotPath: statePath(dir),
@@ -149,5 +148,5 @@ func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
 		calls = append(calls, rest.Call{Method: http.MethodPatch, Path: "/drives/" + driveID(i),
 			Body: partialDrive{DriveID: driveID(i), PathOnHost: driveLink(i)}})
 	}
-	return append(calls, setVMState("Resumed"))
+	return calls
 }

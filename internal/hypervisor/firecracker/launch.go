@@ -38,7 +38,8 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	if err := b.validate(spec, false); err != nil {
 		return hypervisor.Process{}, err
 	}
-	p, err := b.launch(ctx, spec, bootCalls(spec, true))
+	calls := bootCalls(spec, true)
+	p, err := b.launch(ctx, spec, func(ctx context.Context, c *rest.Client) error { return do(ctx, c, calls) })
 	if err != nil {
 		return p, fmt.Errorf("start %w", err)
 	}
@@ -46,8 +47,8 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 }
 
 // launch starts Firecracker for spec inside its NICs' netns with a fresh PTY as its serial
-// console, starts the console relay on the PTY's master, then makes calls on the API.
-func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, calls []rest.Call) (hypervisor.Process, error) {
+// console, starts the console relay on the PTY's master, then configures FC over its API.
+func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, configure func(context.Context, *rest.Client) error) (hypervisor.Process, error) {
 	ns, err := netnsOf(spec)
 	if err != nil {
 		return hypervisor.Process{}, err
@@ -85,17 +86,24 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, calls []re
 		if err != nil {
 			return err
 		}
-		c := api(spec.RunDir)
-		for _, call := range calls {
-			if err := c.Do(ctx, call); err != nil {
-				// The relay would leave by itself once FC is killed; a failed start leaves
-				// nothing running when it returns.
-				return errors.Join(err, killRelay(relayPID))
-			}
+		if err := configure(ctx, api(spec.RunDir)); err != nil {
+			// The relay would leave by itself once FC is killed; a failed start leaves
+			// nothing running when it returns.
+			return errors.Join(err, killRelay(relayPID))
 		}
 		return nil
 	}
 	return hypervisor.Run(ctx, p, ready, setup)
+}
+
+// do makes calls in order, stopping at the first failure.
+func do(ctx context.Context, c *rest.Client, calls []rest.Call) error {
+	for _, call := range calls {
+		if err := c.Do(ctx, call); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // netnsOf is the one network namespace spec's TAPs live in ("" when it has no NICs).

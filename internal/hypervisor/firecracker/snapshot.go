@@ -55,7 +55,17 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	if err := b.CheckState(src); err != nil {
 		return hypervisor.Process{}, err
 	}
-	p, err := b.launch(ctx, spec, loadCalls(spec, src.Dir))
+	calls := loadCalls(spec, src.Dir)
+	p, err := b.launch(ctx, spec, func(ctx context.Context, c *rest.Client) error {
+		if err := do(ctx, c, calls); err != nil {
+			return err
+		}
+		// The guest runs only once FC's own account of its devices is this VM's.
+		if err := verifyDevices(ctx, c, spec); err != nil {
+			return err
+		}
+		return c.Do(ctx, setVMState("Resumed"))
+	})
 	if err != nil {
 		return p, fmt.Errorf("restore %w", err)
 	}
@@ -63,11 +73,12 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 }
 
 // CheckState implements hypervisor.Snapshotter. The vmstate is FC's own versioned binary
-// format, which FC checks (CRC, version) on load; what of it reaches the host is overridden
-// on every load: the TAPs (network_overrides), the vsock socket (vsock_override) and the
-// drives (relative names, then PATCH /drives before the guest runs; see drives.go). Here:
-// both files are plain files, the vmstate is of sane size and the memory file is exactly
-// the snapshot's guest memory.
+// format, which FC checks (CRC, version) on load and we do not parse. What of it reaches the
+// host is decided at every load instead: the TAPs are overridden (network_overrides), the
+// drives re-pointed (PATCH /drives), and before the guest may run, FC's own list of the
+// loaded devices must be exactly this VM's (verifyDevices), else the VM is killed unresumed.
+// Here: both files are plain files, the vmstate is of sane size and the memory file is
+// exactly the snapshot's guest memory.
 func (b *Backend) CheckState(src hypervisor.SnapshotSource) error {
 	st, err := regularFile(statePath(src.Dir))
 	if err != nil {

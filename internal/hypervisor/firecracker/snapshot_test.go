@@ -227,3 +227,62 @@ func TestCheckStateRefusesBadFiles(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot state that names host files the VM does not own (an import from elsewhere) is
+// loaded paused and refused before the guest runs: nothing is left and the files are intact.
+func TestCloneRefusesForeignDevicesInState(t *testing.T) {
+	b := newBackend()
+	ctx := context.Background()
+	requestLog(t)
+	src := newVM(t, true)
+	p := start(t, b, src.spec, func() (hypervisor.Process, error) { return b.Start(ctx, src.spec) })
+	snapDir := snapshot(t, b, refOf(src.spec, p))
+	if err := b.Stop(ctx, refOf(src.spec, p), hypervisor.StopOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(statePath(snapDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(t.TempDir(), "precious")
+	if err := os.WriteFile(foreign, []byte("not the VM's\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(string) string{
+		"extra drive": func(s string) string {
+			return strings.Replace(s, `"drives":{`, `"drives":{"drive_9":{"drive_id":"drive_9","path_on_host":"`+foreign+`","is_read_only":false},`, 1)
+		},
+		"writable layer": func(s string) string {
+			return strings.Replace(s, `"path_on_host":"disks/drive_0","is_read_only":true`, `"path_on_host":"disks/drive_0","is_read_only":false`, 1)
+		},
+		"vsock elsewhere": func(s string) string {
+			return strings.Replace(s, `"uds_path":"vsock.sock"`, `"uds_path":"`+filepath.Join(t.TempDir(), "v.sock")+`"`, 1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			edited := edit(string(orig))
+			if edited == string(orig) {
+				t.Fatal("the edit matched nothing: the stand-in's state format changed")
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(statePath(dir), []byte(edited), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(memPath(snapDir), memPath(dir)); err != nil {
+				t.Fatal(err)
+			}
+			clone := newVM(t, true)
+			_, err := b.StartFromSnapshot(ctx, clone.spec, hypervisor.SnapshotSource{Dir: dir, CPUs: 2, MemoryBytes: 256 << 20})
+			if err == nil || !strings.Contains(err.Error(), "refusing to resume") {
+				t.Fatalf("StartFromSnapshot of a foreign state = %v", err)
+			}
+			assertGone(t, b, clone.spec, hypervisor.Process{})
+			if pids := processesMentioning(clone.spec.RunDir); len(pids) > 0 {
+				t.Errorf("processes left: %v", pids)
+			}
+			if data, _ := os.ReadFile(foreign); string(data) != "not the VM's\n" {
+				t.Errorf("foreign file changed: %q", data)
+			}
+		})
+	}
+}

@@ -126,6 +126,7 @@ func (v *vm) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"app_name": "Firecracker", "id": v.o.id, "state": v.state, "vmm_version": version})
 	})
+	mux.HandleFunc("GET /vm/config", v.getConfig)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fcError(w, "the stand-in does not implement %s %s", r.Method, r.URL.Path)
 	})
@@ -269,12 +270,7 @@ func (v *vm) putAction(_ http.ResponseWriter, r *http.Request) error {
 
 // activate opens the devices as FC does at boot or load: drives, TAPs, the vsock socket.
 func (v *vm) activate() error {
-	ids := make([]string, 0, len(v.m.Drives))
-	for id := range v.m.Drives {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range sortedKeys(v.m.Drives) {
 		d := v.m.Drives[id]
 		flag := os.O_RDWR
 		if d.ReadOnly {
@@ -391,4 +387,42 @@ func (v *vm) echo() {
 			return
 		}
 	}
+}
+
+// getConfig answers GET /vm/config (FullVmConfiguration) from the devices as they are now,
+// boot-source left out after a snapshot load, as FC does.
+func (v *vm) getConfig(w http.ResponseWriter, _ *http.Request) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	type drive struct {
+		ID       string `json:"drive_id"`
+		Path     string `json:"path_on_host"`
+		Root     bool   `json:"is_root_device"`
+		ReadOnly bool   `json:"is_read_only"`
+	}
+	cfg := map[string]any{"machine-config": map[string]any{"vcpu_count": v.m.VCPUs, "mem_size_mib": v.m.MemMiB}}
+	var drives []drive
+	for _, id := range sortedKeys(v.m.Drives) {
+		d := v.m.Drives[id]
+		drives = append(drives, drive{ID: d.ID, Path: d.Path, ReadOnly: d.ReadOnly})
+	}
+	var nics []nicConf
+	for _, id := range sortedKeys(v.m.NICs) {
+		nics = append(nics, v.m.NICs[id])
+	}
+	cfg["drives"], cfg["network-interfaces"] = drives, nics
+	if v.m.Vsock != nil {
+		cfg["vsock"] = v.m.Vsock
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(cfg)
+}
+
+func sortedKeys[T any](m map[string]T) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
