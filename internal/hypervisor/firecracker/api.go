@@ -27,10 +27,6 @@ type (
 		IsReadOnly   bool   `json:"is_read_only"`
 		IOEngine     string `json:"io_engine,omitempty"`
 	}
-	partialDrive struct {
-		DriveID    string `json:"drive_id"`
-		PathOnHost string `json:"path_on_host"`
-	}
 	networkInterface struct {
 		IfaceID     string `json:"iface_id"`
 		HostDevName string `json:"host_dev_name"`
@@ -130,10 +126,10 @@ func bootCalls(spec hypervisor.VMSpec, inRunDir bool) []rest.Call {
 	return append(calls, put("/actions", action{ActionType: "InstanceStart"}))
 }
 
-// loadCalls load snapshot dir as spec's VM, paused: the state is loaded with the clone's TAPs
-// (network_overrides) and every drive is pointed at the clone's own disk. The vsock socket
-// needs no override: its run-dir-relative name resolves in the clone's run dir (drives.go).
-func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
+// loadCall loads snapshot dir as spec's VM, paused, with the clone's TAPs (network_overrides).
+// Drives and the vsock socket need no override: their run-dir-relative names resolve in the
+// clone's run dir (drives.go); verifyDevices then checks what FC loaded.
+func loadCall(spec hypervisor.VMSpec, dir string) rest.Call {
 	load := snapshotLoad{
 		SnapshotPath: statePath(dir),
 		// FC maps the memory file privately (MAP_PRIVATE): clones of one snapshot share its
@@ -143,10 +139,5 @@ func loadCalls(spec hypervisor.VMSpec, dir string) []rest.Call {
 	for i, n := range spec.NICs {
 		load.NetworkOverrides = append(load.NetworkOverrides, networkOverride{IfaceID: ifaceID(i), HostDevName: n.TapName})
 	}
-	calls := []rest.Call{{Method: http.MethodPut, Path: "/snapshot/load", Body: load, Once: true, Timeout: snapshotTimeout}}
-	for i := range spec.Disks {
-		calls = append(calls, rest.Call{Method: http.MethodPatch, Path: "/drives/" + driveID(i),
-			Body: partialDrive{DriveID: driveID(i), PathOnHost: driveLink(i)}})
-	}
-	return calls
+	return rest.Call{Method: http.MethodPut, Path: "/snapshot/load", Body: load, Once: true, Timeout: snapshotTimeout}
 }

@@ -20,18 +20,17 @@ import (
 // "disks/drive_<i>", and runs with the VM's run dir as its working directory, where
 // disks/drive_<i> is a symlink to that VM's own disk. The vmstate therefore names no host disk
 // at all; a clone's FC resolves the same names in the clone's run dir and opens the clone's
-// disks. No file outside the clone's run dir is ever renamed, linked or opened for writing.
+// disks. No file of the source VM is ever renamed, linked or opened.
 //
 // The vsock's socket is named the same way ("vsock.sock", relative), so a clone's FC binds its
-// own run dir's socket. This is instead of vsock_override on load, which the FC releases this
-// backend supports (≥ 1.14) do not all accept: the reference API has it, 1.15 still refuses
-// unknown load fields.
+// own run dir's socket. This is instead of vsock_override on load: that field is a recent
+// addition to the load API and FC refuses unknown load fields, so relying on it would tie
+// clones to the newest releases rather than the ≥ 1.14 this backend accepts.
 //
-// After the load, and before the guest runs, every drive is also re-pointed with PATCH
-// /drives/drive_<i> (the API allows it once the VM exists, "post-boot", which a loaded
-// snapshot is). For our own snapshots that names the same link again; for an imported
-// vmstate, whose contents we cannot fully parse, it guarantees that the guest's I/O goes to
-// the clone's disks whatever paths the file names.
+// Why not PATCH /drives/<id> after the load (the API allows it once the VM exists)? The load
+// itself has already opened whatever the vmstate names by then, and for our own snapshots
+// the names are right. What an untrusted (imported) vmstate names is checked instead, before
+// the guest runs, against FC's own GET /vm/config (verifyDevices).
 
 // driveLink is drive i's path as FC knows it, relative to its working directory (the run dir).
 func driveLink(i int) string { return filepath.Join("disks", driveID(i)) }

@@ -55,9 +55,9 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	if err := b.CheckState(src); err != nil {
 		return hypervisor.Process{}, err
 	}
-	calls := loadCalls(spec, src.Dir)
+	load := loadCall(spec, src.Dir)
 	p, err := b.launch(ctx, spec, func(ctx context.Context, c *rest.Client) error {
-		if err := do(ctx, c, calls); err != nil {
+		if err := c.Do(ctx, load); err != nil {
 			return err
 		}
 		// The guest runs only once FC's own account of its devices is this VM's.
@@ -74,9 +74,10 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 
 // CheckState implements hypervisor.Snapshotter. The vmstate is FC's own versioned binary
 // format, which FC checks (CRC, version) on load and we do not parse. What of it reaches the
-// host is decided at every load instead: the TAPs are overridden (network_overrides), the
-// drives re-pointed (PATCH /drives), and before the guest may run, FC's own list of the
-// loaded devices must be exactly this VM's (verifyDevices), else the VM is killed unresumed.
+// host is decided at every load instead: the TAPs are overridden (network_overrides), drives
+// and vsock socket are named relative to the clone's run dir (drives.go), and before the
+// guest may run, FC's own list of the loaded devices must be exactly this VM's
+// (verifyDevices), else the VM is killed unresumed.
 // Here: both files are plain files, the vmstate is of sane size and the memory file is
 // exactly the snapshot's guest memory.
 func (b *Backend) CheckState(src hypervisor.SnapshotSource) error {
