@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/network"
 	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
@@ -93,4 +95,18 @@ func nicQueues(caps hypervisor.Capabilities, cpus int) int {
 		return 1
 	}
 	return cpus
+}
+
+// bootKernel is the kernel file the backend boots for kernel: the image's own, or for
+// backends that take only an uncompressed ELF (Firecracker on x86) one extracted beside it
+// once and cached with the image.
+func (e *Engine) bootKernel(caps hypervisor.Capabilities, kernel string) (string, error) {
+	if !caps.KernelELF || kernel == "" {
+		return kernel, nil
+	}
+	elf, err := image.ELFKernel(kernel, filepath.Dir(kernel))
+	if err != nil {
+		return "", fmt.Errorf("kernel for this hypervisor: %w", err)
+	}
+	return elf, nil
 }

@@ -240,6 +240,9 @@ func (e *Engine) prepareDisks(ctx context.Context, vm *VM, img *image.Image, o C
 	// Planned again: the kernel command line carries the addresses of the NICs made since.
 	e.planDisks(vm, img, o, direct)
 	if img.Kind == image.KindOCI {
+		if _, err := e.bootKernel(e.caps(vm), vm.Boot.KernelPath); err != nil { // made once per image, here rather than at the first start
+			return err
+		}
 		if !vm.Config.NoAgent {
 			if err := buildAgentLayer(ctx, vm); err != nil {
 				return err

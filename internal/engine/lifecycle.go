@@ -103,8 +103,18 @@ func (e *Engine) recoverNetwork(ctx context.Context, vm *VM) error {
 // whose process had it).
 func (e *Engine) buildSpec(vm *VM, withCidata bool) (hypervisor.VMSpec, []*os.File, error) {
 	spec := specOf(vm, withCidata)
+	caps := e.caps(vm)
+	var err error
+	if spec.Boot.Kernel, err = e.bootKernel(caps, spec.Boot.Kernel); err != nil {
+		return spec, nil, err
+	}
 	var files []*os.File
 	for _, att := range vm.Networks {
+		if caps.TapsByName {
+			spec.NICs = append(spec.NICs, hypervisor.NIC{MAC: att.MAC, TapName: att.Tap, Queues: 1,
+				QueueSize: att.QueueSize, MTU: att.MTU, Netns: att.NetnsPath})
+			continue
+		}
 		fds, err := e.net.OpenTaps(att)
 		if err != nil {
 			return spec, files, fmt.Errorf("open TAP %s: %w", att.Tap, err)

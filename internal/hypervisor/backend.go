@@ -108,6 +108,9 @@ type Capabilities struct {
 	// FirmwareVars: UEFI boot takes a per-VM writable copy of a variables file (QEMU's
 	// OVMF_VARS); firmware without one (Cloud Hypervisor's CLOUDHV.fd) leaves it false.
 	FirmwareVars bool
+	// TapsByName: the hypervisor opens its TAPs by name inside their netns (Firecracker: a
+	// single-queue TAP takes one attachment, so the engine must not hold one open).
+	TapsByName bool
 	// CrossArch: runs guests of another architecture than the host's (QEMU emulates them
 	// under TCG); KVM-only hypervisors run the host's architecture alone.
 	CrossArch bool

@@ -10,6 +10,7 @@ package firecracker
 
 import (
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/cocoonstack/cocoon/internal/config"
@@ -65,15 +66,27 @@ const (
 	minBalloonMemory = 256 << 20
 )
 
+// kernelArgs are what FC guests need per host architecture. reboot=k: the guest's reboot or
+// poweroff ends the FC process; pci=off: virtio-mmio only; on x86 one legacy UART and no
+// i8042 aux port, so the guest does not probe absent hardware; on aarch64 keep_bootcon keeps
+// the early console until the UART driver takes over (Firecracker's documented boot_args).
+var kernelArgs = map[string][]string{
+	"amd64": {"reboot=k", "pci=off", "i8042.noaux", "8250.nr_uarts=1"},
+	"arm64": {"reboot=k", "pci=off", "keep_bootcon"},
+}
+
 // Capabilities implements hypervisor.Backend.
 func (b *Backend) Capabilities() hypervisor.Capabilities {
 	return hypervisor.Capabilities{
 		Balloon:     true,
-		KernelELF:   true,
+		TapsByName:  true,
 		DisksByPath: true, // FC gives virtio-blk devices no serial
-		// reboot=k: the guest's reboot/poweroff ends the FC process; pci=off: virtio-mmio only;
-		// one legacy UART and no i8042 aux port, so the guest does not probe absent hardware.
-		KernelArgs: []string{"reboot=k", "pci=off", "i8042.noaux", "8250.nr_uarts=1"},
+		// FC runs the host's architecture only (no CrossArch), so the host's decides: an x86
+		// guest needs an uncompressed ELF vmlinux, an aarch64 guest the raw arm64 Image that
+		// distributions ship as vmlinuz; both have an 8250 UART, ttyS0.
+		KernelELF:  runtime.GOARCH == "amd64",
+		Console:    "ttyS0",
+		KernelArgs: kernelArgs[runtime.GOARCH],
 		Limits: hypervisor.Limits{
 			MinMemory: 64 << 20,
 			MaxNICs:   maxNICs,
