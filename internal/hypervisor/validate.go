@@ -78,7 +78,7 @@ func (s VMSpec) validateBoot(c Capabilities, backend string) error {
 		return fmt.Errorf("VM %s: boot needs exactly one of a kernel (direct boot) or UEFI firmware", s.ID)
 	case b.Firmware != "" && !c.UEFI:
 		return fmt.Errorf("VM %s: hypervisor %s cannot boot UEFI firmware", s.ID, backend)
-	case b.Firmware != "" && b.FirmwareVars == "":
+	case b.Firmware != "" && c.FirmwareVars && b.FirmwareVars == "":
 		return fmt.Errorf("VM %s: UEFI boot needs a per-VM firmware variables file", s.ID)
 	case b.Firmware != "" && (b.Initrd != "" || b.Cmdline != ""):
 		return fmt.Errorf("VM %s: an initrd or kernel command line needs direct kernel boot, not UEFI", s.ID)

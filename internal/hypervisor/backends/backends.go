@@ -4,5 +4,6 @@
 package backends
 
 import (
-	_ "github.com/cocoonstack/cocoon/internal/hypervisor/qemu" // QEMU/KVM or TCG
+	_ "github.com/cocoonstack/cocoon/internal/hypervisor/cloudhv" // Cloud Hypervisor (KVM)
+	_ "github.com/cocoonstack/cocoon/internal/hypervisor/qemu"    // QEMU/KVM or TCG
 )
