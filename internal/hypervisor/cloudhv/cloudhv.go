@@ -132,9 +132,14 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 		return hypervisor.StopProcess(ctx, vm, p, nil, opts)
 	}
 	api := newAPI(vm.RunDir)
-	info, err := api.info(ctx)
-	uefi := err == nil && info.Config.Payload.Firmware != ""
-	if !uefi || opts.Force {
+	var info vmInfo
+	uefi := false
+	if !opts.Force {
+		var err error
+		info, err = api.info(ctx)
+		uefi = err == nil && info.Config.Payload.Firmware != ""
+	}
+	if !uefi {
 		if err := api.put(ctx, "/vm.shutdown", nil); err != nil {
 			slog.Warn("vm.shutdown before terminating failed", "vm", vm.ID, "err", err)
 		}

@@ -56,7 +56,7 @@ func (c snapConfig) list(key string) []map[string]any {
 
 func num(m map[string]any, key string) int64  { f, _ := m[key].(float64); return int64(f) }
 func str(m map[string]any, key string) string { s, _ := m[key].(string); return s }
-func flag(m map[string]any, key string) bool  { b, _ := m[key].(bool); return b }
+func boolOf(m map[string]any, key string) bool  { b, _ := m[key].(bool); return b }
 
 // memory is the guest RAM the snapshot holds: boot RAM plus what was hot-added.
 func (c snapConfig) memory() int64 {
@@ -91,12 +91,12 @@ func (c snapConfig) check(src hypervisor.SnapshotSource) error {
 			return fmt.Errorf("config.json NIC %d has no device id", i)
 		case !strings.EqualFold(str(n, "mac"), src.MACs[i]):
 			return fmt.Errorf("config.json NIC %d has MAC %q, the snapshot record %q", i, str(n, "mac"), src.MACs[i])
-		case flag(n, "vhost_user"):
+		case boolOf(n, "vhost_user"):
 			return fmt.Errorf("config.json NIC %d is vhost-user, which cocoon never configures", i)
 		}
 	}
 	for i, d := range c.list("disks") {
-		if d == nil || str(d, "path") == "" || flag(d, "vhost_user") {
+		if d == nil || str(d, "path") == "" || boolOf(d, "vhost_user") {
 			return fmt.Errorf("config.json disk %d is not a plain disk image", i)
 		}
 	}
@@ -143,8 +143,8 @@ func (c snapConfig) rewrite(spec hypervisor.VMSpec) (map[string]string, error) {
 	moved := map[string]string{}
 	for i, d := range disks {
 		nd := spec.Disks[i]
-		if flag(d, "readonly") != nd.ReadOnly {
-			return nil, fmt.Errorf("snapshot disk %d readonly=%v, the VM's %s readonly=%v", i, flag(d, "readonly"), nd.Path, nd.ReadOnly)
+		if boolOf(d, "readonly") != nd.ReadOnly {
+			return nil, fmt.Errorf("snapshot disk %d readonly=%v, the VM's %s readonly=%v", i, boolOf(d, "readonly"), nd.Path, nd.ReadOnly)
 		}
 		moved[str(d, "path")] = nd.Path
 		// num_queues stays: the saved virtio queues must match (CH fails the restore otherwise).
@@ -298,7 +298,7 @@ func neutralSpec(c snapConfig) hypervisor.VMSpec {
 		s.Boot = hypervisor.Boot{Kernel: "/nonexistent/kernel", Initrd: "/nonexistent/initrd", Cmdline: "/nonexistent/cmdline"}
 	}
 	for i, d := range c.list("disks") {
-		s.Disks = append(s.Disks, hypervisor.Disk{Path: fmt.Sprintf("/nonexistent/disk%d", i), ReadOnly: flag(d, "readonly")})
+		s.Disks = append(s.Disks, hypervisor.Disk{Path: fmt.Sprintf("/nonexistent/disk%d", i), ReadOnly: boolOf(d, "readonly")})
 	}
 	for i := range c.list("net") {
 		s.NICs = append(s.NICs, hypervisor.NIC{TapName: fmt.Sprintf("tap%d", i)})
