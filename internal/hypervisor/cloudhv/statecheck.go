@@ -54,9 +54,9 @@ func (c snapConfig) list(key string) []map[string]any {
 	return out
 }
 
-func num(m map[string]any, key string) int64  { f, _ := m[key].(float64); return int64(f) }
-func str(m map[string]any, key string) string { s, _ := m[key].(string); return s }
-func boolOf(m map[string]any, key string) bool  { b, _ := m[key].(bool); return b }
+func num(m map[string]any, key string) int64   { f, _ := m[key].(float64); return int64(f) }
+func str(m map[string]any, key string) string  { s, _ := m[key].(string); return s }
+func boolOf(m map[string]any, key string) bool { b, _ := m[key].(bool); return b }
 
 // memory is the guest RAM the snapshot holds: boot RAM plus what was hot-added.
 func (c snapConfig) memory() int64 {
