@@ -195,11 +195,15 @@ func TestCheckStateRefusesWhatItDoesNotRewrite(t *testing.T) {
 	for name, mut := range map[string]func(m map[string]any){
 		"debug console file": func(m map[string]any) { m["debug_console"] = map[string]any{"mode": "File", "file": "/etc/shadow"} },
 		"pmem":               func(m map[string]any) { m["pmem"] = []any{map[string]any{"file": "/dev/sda"}} },
-		"memory zone file":   func(m map[string]any) { m["memory"].(map[string]any)["zones"] = []any{map[string]any{"id": "z", "file": "/x"}} },
+		"memory zone file": func(m map[string]any) {
+			m["memory"].(map[string]any)["zones"] = []any{map[string]any{"id": "z", "file": "/x"}}
+		},
 		"vhost disk":         func(m map[string]any) { m["disks"].([]any)[0].(map[string]any)["vhost_user"] = true },
 		"unknown path field": func(m map[string]any) { m["landlock_rules"] = nil; m["ivshmem"] = map[string]any{"path": "/dev/mem"} },
 		"more vCPUs":         func(m map[string]any) { m["cpus"].(map[string]any)["boot_vcpus"] = 3 },
-		"NIC not recorded":   func(m map[string]any) { m["net"] = []any{map[string]any{"id": "_net0", "tap": "x", "mac": "02:00:00:00:00:09"}} },
+		"NIC not recorded": func(m map[string]any) {
+			m["net"] = []any{map[string]any{"id": "_net0", "tap": "x", "mac": "02:00:00:00:00:09"}}
+		},
 	} {
 		var m map[string]any
 		if err := json.Unmarshal(orig, &m); err != nil {
