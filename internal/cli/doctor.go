@@ -29,9 +29,12 @@ func (a *app) doctorCommand() *cobra.Command {
 			c := a.cfg
 			o.RootDir, o.RunDir, o.LogDir, o.MemoryDir = c.RootDir, c.RunDir, c.LogDir, c.MemoryDir
 			o.CNIConfDir, o.CNIBinDir = c.CNIConfDir, c.CNIBinDir
-			o.QEMUBinary, o.CHBinary, o.FCBinary = c.QEMUBinary, c.CHBinary, c.FCBinary
+			o.QEMUBinary = c.QEMUBinary
 			o.FirmwareCode, o.FirmwareVars = c.FirmwareCode, c.FirmwareVars
 			o.FirmwareCodeARM64, o.FirmwareVarsARM64 = c.FirmwareCodeARM64, c.FirmwareVarsARM64
+			for _, r := range hypervisor.Registered() {
+				o.Backends = append(o.Backends, doctor.Backend{Name: r.Name, Available: r.New(c).Available})
+			}
 			results := doctor.Run(cmd.Context(), o)
 			if output == "json" {
 				if err := printJSON(a.stdout, map[string]any{"checks": results, "ok": !doctor.Failed(results)}); err != nil {

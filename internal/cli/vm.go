@@ -287,21 +287,21 @@ func (a *app) vmInspect() *cobra.Command {
 
 func (a *app) vmDebug() *cobra.Command {
 	var f createFlags
-	var cow string
+	var o engine.DebugOptions
 	cmd := &cobra.Command{
 		Use:   "debug [flags] IMAGE",
 		Short: "Print a copy-pasteable hypervisor command for the VM (dry run)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(args[0])
-			if err != nil {
+			var err error
+			if o.CreateOptions, err = f.options(args[0]); err != nil {
 				return err
 			}
 			e, err := a.engine(engine.Options{})
 			if err != nil {
 				return err
 			}
-			out, err := e.Debug(cmd.Context(), engine.DebugOptions{CreateOptions: o, COWPath: cow})
+			out, err := e.Debug(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
@@ -310,7 +310,10 @@ func (a *app) vmDebug() *cobra.Command {
 		},
 	}
 	f.register(cmd.Flags())
-	cmd.Flags().StringVar(&cow, "cow", "", "COW disk path; sockets and logs go beside it (default: ./cow-<name>.raw)")
+	cmd.Flags().StringVar(&o.COWPath, "cow", "", "COW disk path; sockets and logs go beside it (default: ./cow-<name>.raw)")
+	cmd.Flags().IntVar(&o.MaxCPU, "max-cpu", 8, "max vCPUs of the generated command (vCPUs a clone can grow to)")
+	cmd.Flags().IntVar(&o.BalloonMB, "balloon", 0, "balloon size in MB (0 = a quarter of --memory)")
+	cmd.Flags().StringVar(&o.CHBinary, "ch", "", "cloud-hypervisor binary the command names (default: ch_binary from the configuration)")
 	return cmd
 }
 

@@ -67,12 +67,27 @@ func CreateQcow2Overlay(path, backing string, size int64) error {
 			path, size, units.BytesSize(float64(size)), abs, base.VirtualSize, units.BytesSize(float64(base.VirtualSize)))
 	}
 	err = createAtomic(path, 0o600, func(tmp *os.File) error {
-		_, err := run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", abs,
-			tmp.Name(), strconv.FormatInt(size, 10))
+		argv := Qcow2OverlayArgv(abs, tmp.Name(), size)
+		_, err := run(argv[0], argv[1:]...)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("create overlay %s: %w", path, err)
+	}
+	return nil
+}
+
+// Qcow2OverlayArgv is the command that makes a qcow2 overlay of size bytes at path on the
+// qcow2 backing file (vm debug prints it).
+func Qcow2OverlayArgv(backing, path string, size int64) []string {
+	return []string{"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, path, strconv.FormatInt(size, 10)}
+}
+
+// RebaseQcow2 points the qcow2 overlay at path to a new backing file without touching its
+// data (qemu-img rebase -u): the same base image at another path, as after a clone or import.
+func RebaseQcow2(path, backing string) error {
+	if _, err := run("qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", backing, path); err != nil {
+		return fmt.Errorf("rebase %s onto %s: %w", path, backing, err)
 	}
 	return nil
 }

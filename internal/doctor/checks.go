@@ -20,8 +20,6 @@ func checks(o *Options) []check {
 		{name: "kvm", run: checkKVM},
 		{name: "platforms", run: checkPlatforms},
 		{name: "qemu", run: binary(o.QEMUBinary, true, "apt-get install qemu-system-x86", "--version")},
-		{name: "cloud-hypervisor", run: binary(o.CHBinary, false, "optional: the cloud-hypervisor backend is not built yet", "--version")},
-		{name: "firecracker", run: binary(o.FCBinary, false, "optional: the firecracker backend is not built yet", "--version")},
 		{name: "qemu-img", run: binary("qemu-img", true, "apt-get install qemu-utils", "--version")},
 		{name: "mkfs.erofs", run: checkMkfsErofs},
 		{name: "mkfs.ext4", run: binary("mkfs.ext4", true, "apt-get install e2fsprogs", "-V")},
@@ -34,6 +32,9 @@ func checks(o *Options) []check {
 		{name: "sysctl fs.aio-max-nr", run: sysctlAtLeast("fs.aio-max-nr", aioMaxNr, Warn, "QEMU's native AIO runs out with many VMs"), fix: setSysctl("fs.aio-max-nr", aioMaxNr)},
 		{name: "iptables FORWARD", run: checkForwardPolicy},
 		{name: "hugepages", run: checkHugepages},
+	}
+	for _, b := range o.Backends {
+		cs = append(cs, check{name: "backend " + b.Name, run: checkBackend(b)})
 	}
 	for _, d := range []struct{ key, path string }{{"root_dir", o.RootDir}, {"run_dir", o.RunDir}, {"log_dir", o.LogDir}, {"memory_dir", o.MemoryDir}, {"netns dir", o.NetnsDir}} {
 		cs = append(cs, check{name: "dir " + d.key, run: checkDir(d.path), fix: fixDir(d.path)})
@@ -118,7 +119,7 @@ func checkFiles(hint string, paths ...string) func(context.Context, *Options) Re
 func checkCloudHV(_ context.Context, o *Options) Result {
 	p := filepath.Join(o.RootDir, "firmware", "CLOUDHV.fd")
 	if _, err := os.Stat(p); err != nil {
-		return Result{Status: Warn, Detail: p + " not found", Hint: "optional: only the cloud-hypervisor backend (not built yet) uses it"}
+		return Result{Status: Warn, Detail: p + " not found", Hint: "optional: cloud images on cloud-hypervisor boot it (rust-hypervisor-firmware)"}
 	}
 	return Result{Status: Pass, Detail: p}
 }
@@ -177,4 +178,15 @@ func checkHugepages(_ context.Context, o *Options) Result {
 		return Result{Status: Pass, Detail: "none reserved: guest RAM lives on tmpfs (memory_dir)"}
 	}
 	return Result{Status: Pass, Detail: fmt.Sprintf("%d reserved: guest RAM uses hugetlbfs while they last", n)}
+}
+
+// checkBackend reports whether a hypervisor backend can run VMs here (its binary, version and
+// what else it needs); a backend that cannot is optional unless it is the only one.
+func checkBackend(b Backend) func(context.Context, *Options) Result {
+	return func(context.Context, *Options) Result {
+		if err := b.Available(); err != nil {
+			return Result{Status: Warn, Detail: err.Error(), Hint: "optional: only VMs created with this hypervisor need it"}
+		}
+		return Result{Status: Pass, Detail: "usable"}
+	}
 }

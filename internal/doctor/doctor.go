@@ -32,7 +32,7 @@ type Result struct {
 type Options struct {
 	RootDir, RunDir, LogDir, MemoryDir   string
 	CNIConfDir, CNIBinDir                string
-	QEMUBinary, CHBinary, FCBinary       string
+	QEMUBinary                           string
 	FirmwareCode, FirmwareVars           string
 	FirmwareCodeARM64, FirmwareVarsARM64 string
 
@@ -41,7 +41,14 @@ type Options struct {
 	NetnsDir   string // /var/run/netns
 	Subnet     string // for the default conflist: 10.88.0.0/16
 	KVMProblem func() string
+	Backends   []Backend // the registered hypervisor backends
 	Fix        bool
+}
+
+// Backend is one hypervisor backend, as doctor checks it.
+type Backend struct {
+	Name      string
+	Available func() error // nil when the backend can run VMs here
 }
 
 // check is one named check; fix (may be nil) repairs what run found wrong.

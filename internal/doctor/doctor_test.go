@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,11 +21,13 @@ func testOptions(t *testing.T) Options {
 		RootDir: filepath.Join(tmp, "root"), RunDir: filepath.Join(tmp, "root/run"), LogDir: filepath.Join(tmp, "log"),
 		MemoryDir: filepath.Join(tmp, "mem"), NetnsDir: filepath.Join(tmp, "netns"),
 		CNIConfDir: filepath.Join(tmp, "cni"), CNIBinDir: "/usr/lib/cni",
-		QEMUBinary: "qemu-system-x86_64", CHBinary: "cocoon-no-such-ch", FCBinary: "cocoon-no-such-fc",
+		QEMUBinary:   "qemu-system-x86_64",
 		FirmwareCode: filepath.Join(tmp, "OVMF_CODE.fd"), FirmwareVars: filepath.Join(tmp, "OVMF_VARS.fd"),
 		FirmwareCodeARM64: filepath.Join(tmp, "AAVMF_CODE.fd"), FirmwareVarsARM64: filepath.Join(tmp, "AAVMF_VARS.fd"),
 		ProcSys: filepath.Join(tmp, "proc/sys"), SysctlDir: filepath.Join(tmp, "sysctl.d"), Subnet: "10.77.0.0/16",
 		KVMProblem: func() string { return "" },
+		Backends: []Backend{{Name: "usable", Available: func() error { return nil }},
+			{Name: "missing", Available: func() error { return errors.New("cocoon-no-such-ch not found") }}},
 	}
 	for key, val := range map[string]string{"net.ipv4.ip_forward": "0\n", "fs.aio-max-nr": "65536\n", "vm.nr_hugepages": "0\n"} {
 		p := sysctlPath(&o, key)
@@ -62,7 +65,7 @@ func TestCheckAndFixAgainstTempDirs(t *testing.T) {
 	r := byName(Run(ctx, o))
 	want := map[string]Status{
 		"kvm": Pass, "qemu": Pass, "qemu-img": Pass, "mkfs.erofs": Pass, "mkfs.ext4": Pass, "cni plugins": Pass,
-		"cloud-hypervisor": Warn, "firecracker": Warn, "firmware OVMF": Warn, "firmware AAVMF": Warn, "firmware CLOUDHV": Warn,
+		"backend usable": Pass, "backend missing": Warn, "firmware OVMF": Warn, "firmware AAVMF": Warn, "firmware CLOUDHV": Warn,
 		"cni conflist": Fail, "sysctl net.ipv4.ip_forward": Warn, "sysctl fs.aio-max-nr": Warn,
 		"dir root_dir": Warn, "dir memory_dir": Warn, "hugepages": Pass,
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/network"
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
 )
 
@@ -82,6 +82,9 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	if err := checkClonePlatform(o.Platform, snap.Name, m.Platform); err != nil {
 		return nil, err
 	}
+	if err := checkArch(b, platform.Or(m.Platform)); err != nil {
+		return nil, err
+	}
 	r := resources{cpu: or(o.CPU, m.CPU), memory: or64(o.Memory, m.Memory), storage: or64(o.Storage, m.Storage)}
 	if err := checkGrowth(r, m, b.Capabilities(), b.Name()); err != nil {
 		return nil, err
@@ -106,7 +109,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := network.Request{NICs: nics, Queues: r.cpu, QueueSize: m.QueueSize, Network: o.Network, Bridge: o.Bridge}
+	req := network.Request{NICs: nics, Queues: nicQueues(b.Capabilities(), r.cpu), QueueSize: m.QueueSize, Network: o.Network, Bridge: o.Bridge}
 	if req.Network == "" && req.Bridge == "" {
 		req.Network = m.Network
 	}
@@ -215,7 +218,7 @@ func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, 
 			return err
 		}
 	}
-	if img.Kind == image.KindOCI {
+	if img.Kind == image.KindOCI || vm.Boot.FirmwareVars == "" {
 		return nil
 	}
 	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, filepath.Join(src, snapshot.FileFirmware)); err != nil {
@@ -254,11 +257,10 @@ func (e *Engine) planFromSnapshot(vm *VM, snap *snapshot.Snapshot, img *image.Im
 		vm.Disks = append(vm.Disks, hd)
 	}
 	if img.Kind == image.KindOCI {
-		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, topDown, e.cfg.DNS)}
+		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, e.caps(vm), topDown, e.cfg.DNS)}
 		return nil
 	}
-	code, _ := e.firmware(vm.Config.Platform)
-	vm.Boot = &BootConfig{FirmwarePath: code, FirmwareVars: filepath.Join(dir, snapshot.FileFirmware)}
+	vm.Boot = e.uefiBoot(vm, dir)
 	return nil
 }
 
@@ -268,9 +270,8 @@ func (e *Engine) fixDisk(vm *VM, img *image.Image, d hypervisor.Disk) error {
 		return nil
 	}
 	if d.Format == hypervisor.FormatQcow2 {
-		out, err := exec.Command("qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", img.BlobPath, d.Path).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("rebase overlay on %s: %v: %s", img.BlobPath, err, strings.TrimSpace(string(out)))
+		if err := disk.RebaseQcow2(d.Path, img.BlobPath); err != nil {
+			return err
 		}
 		if err := checkOverlay(d.Path, img.BlobPath); err != nil {
 			return err

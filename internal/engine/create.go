@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/cocoonstack/cocoon/internal/cloudinit"
@@ -122,9 +121,12 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if code, _ := e.firmware(plat); img.Kind == image.KindCloud {
+	if err := checkArch(b, plat); err != nil {
+		return nil, err
+	}
+	if code, _ := e.firmware(&VM{Hypervisor: b.Name()}, plat); img.Kind == image.KindCloud {
 		if _, err := os.Stat(code); err != nil {
-			return nil, fmt.Errorf("UEFI firmware %s not found: install the ovmf (amd64) or qemu-efi-aarch64 (arm64) package or set firmware_code", code)
+			return nil, fmt.Errorf("UEFI firmware %s of hypervisor %s not found: install it or set its path in the configuration (cocoon doctor tells which)", code, b.Name())
 		}
 	}
 	id := rand.Text()
@@ -150,7 +152,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (*VM, error) {
 	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
 		return nil, err
 	}
-	req := network.Request{NICs: o.NICs, Queues: o.CPU, QueueSize: o.QueueSize, Network: o.Network, Bridge: o.Bridge}
+	req := network.Request{NICs: o.NICs, Queues: nicQueues(b.Capabilities(), o.CPU), QueueSize: o.QueueSize, Network: o.Network, Bridge: o.Bridge}
 	if o.NICs > 0 {
 		if err := e.net.Validate(req); err != nil {
 			return nil, err
@@ -264,8 +266,7 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 			}
 			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: filepath.Join(vm.RunDir, "cidata.img"), Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 		}
-		code, _ := e.firmware(vm.Config.Platform)
-		vm.Boot = &BootConfig{FirmwarePath: code, FirmwareVars: filepath.Join(vm.RunDir, "OVMF_VARS.fd")}
+		vm.Boot = e.uefiBoot(vm, vm.RunDir)
 		return
 	}
 	serials := make([]string, len(img.Layers))
@@ -285,20 +286,7 @@ func (e *Engine) planDisks(vm *VM, img *image.Image, o CreateOptions, direct boo
 		top[i] = serials[len(serials)-1-i]
 	}
 	vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath,
-		Cmdline: kernelCmdline(vm, top, e.cfg.DNS)}
-}
-
-// kernelCmdline renders the guest contract (DESIGN.md §4): layers top→bottom, the COW serial,
-// the hostname and one ip= per NIC with a static address.
-func kernelCmdline(vm *VM, layersTopDown []string, dns []string) string {
-	parts := []string{"console=" + consoleDevice(vm.Config.Platform, vm.Hypervisor), "loglevel=3", "boot=cocoon-overlay",
-		"cocoon.layers=" + strings.Join(layersTopDown, ","), "cocoon.cow=cocoon-cow", "rw",
-		"net.ifnames=0", "cocoon.hostname=" + vm.Name,
-		// Memory hot-added on clone or restore is usable at once, without a guest agent.
-		"memhp_default_state=online",
-		// Under loaded TCG the IO-APIC timer check can miss its window and panic the boot.
-		"no_timer_check"}
-	return strings.Join(append(parts, network.KernelIPArgs(vm.Networks, vm.Name, dns)...), " ")
+		Cmdline: kernelCmdline(vm, e.caps(vm), top, e.cfg.DNS)}
 }
 
 // prepareCloud makes the files planDisks planned for a cloud image.
@@ -322,7 +310,10 @@ func (e *Engine) prepareCloud(ctx context.Context, vm *VM, img *image.Image, o C
 			return fmt.Errorf("create cloud-init seed for %s: %w", vm.Name, err)
 		}
 	}
-	_, vars := e.firmware(vm.Config.Platform)
+	_, vars := e.firmware(vm, vm.Config.Platform)
+	if vm.Boot.FirmwareVars == "" {
+		return nil // firmware without a variables file
+	}
 	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, vars); err != nil {
 		return fmt.Errorf("copy UEFI variables %s for %s: %w (install ovmf or qemu-efi-aarch64, or set firmware_vars)", vars, vm.Name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cocoonstack/cocoon/internal/disk"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/image"
 )
@@ -16,6 +17,11 @@ import (
 type DebugOptions struct {
 	CreateOptions
 	COWPath string // the writable disk the recipe prepares; sockets and logs go beside it (default ./cow-<name>.raw|qcow2)
+	MaxCPU  int    // vCPUs the recipe's VM can grow to (0 = --cpu)
+	// BalloonMB is the balloon size in MiB (0 = a quarter of the memory).
+	BalloonMB int
+	// CHBinary is the cloud-hypervisor binary the recipe names ("" = the configured one).
+	CHBinary string
 }
 
 // Debug prints a copy-pasteable recipe that boots the same VM by hand: disk preparation and
@@ -25,7 +31,13 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	if err := o.validate(); err != nil {
 		return "", err
 	}
-	b, err := e.backendFor(o.Hypervisor)
+	switch {
+	case o.MaxCPU < 0:
+		return "", fmt.Errorf("--max-cpu %d: use 0 (the --cpu count) or more", o.MaxCPU)
+	case o.BalloonMB < 0 || int64(o.BalloonMB)<<20 >= o.Memory:
+		return "", fmt.Errorf("--balloon %d MB: use 0 (a quarter of the memory) or a size below --memory", o.BalloonMB)
+	}
+	b, err := e.debugBackend(o)
 	if err != nil {
 		return "", err
 	}
@@ -41,6 +53,9 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	}
 	plat, err := vmPlatform(o.Platform, img)
 	if err != nil {
+		return "", err
+	}
+	if err := checkArch(b, plat); err != nil {
 		return "", err
 	}
 	name := o.Name
@@ -73,34 +88,49 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 			vm.Disks = append(vm.Disks, hypervisor.Disk{Path: l.Path, Format: hypervisor.FormatRaw, ReadOnly: true, Serial: serial, Role: "layer"})
 		}
 		cow := cmp.Or(o.COWPath, filepath.Join(dir, "cow-"+name+".raw"))
-		prep = append(prep, "truncate -s "+fmt.Sprint(o.Storage)+" "+shellQuote(cow),
-			"mkfs.ext4 -F -q -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "+shellQuote(cow))
+		prep = append(prep, "truncate -s "+fmt.Sprint(o.Storage)+" "+hypervisor.ShellQuote(cow),
+			"mkfs.ext4 -F -q -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "+hypervisor.ShellQuote(cow))
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: cow, Format: hypervisor.FormatRaw, Serial: "cocoon-cow", DirectIO: !o.NoDirectIO, Role: "cow"})
-		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, top, e.cfg.DNS)}
+		vm.Boot = &BootConfig{KernelPath: img.KernelPath, InitrdPath: img.InitrdPath, Cmdline: kernelCmdline(vm, b.Capabilities(), top, e.cfg.DNS)}
 	} else {
 		overlay := cmp.Or(o.COWPath, filepath.Join(dir, "cow-"+name+".qcow2"))
-		vars := filepath.Join(dir, "vars-"+name+".fd")
-		code, varsTemplate := e.firmware(plat)
-		prep = append(prep, fmt.Sprintf("qemu-img create -f qcow2 -F qcow2 -b %s %s %d", shellQuote(img.BlobPath), shellQuote(overlay), max(o.Storage, img.VirtualSize)),
-			"cp "+shellQuote(varsTemplate)+" "+shellQuote(vars))
+		code, varsTemplate := e.firmware(vm, plat)
+		argv := disk.Qcow2OverlayArgv(img.BlobPath, overlay, max(o.Storage, img.VirtualSize))
+		prep = append(prep, hypervisor.ShellJoin(argv[0], argv[1:], false))
 		vm.Disks = append(vm.Disks, hypervisor.Disk{Path: overlay, Format: hypervisor.FormatQcow2, DirectIO: !o.NoDirectIO, Role: "cow"})
-		vm.Boot = &BootConfig{FirmwarePath: code, FirmwareVars: vars}
+		vm.Boot = &BootConfig{FirmwarePath: code}
+		if varsTemplate != "" && b.Capabilities().FirmwareVars {
+			vm.Boot.FirmwareVars = filepath.Join(dir, "vars-"+name+".fd")
+			prep = append(prep, "cp "+hypervisor.ShellQuote(varsTemplate)+" "+hypervisor.ShellQuote(vm.Boot.FirmwareVars))
+		}
 	}
 	if err := e.checkPlan(b, vm, func(*VM) error { return nil }); err != nil {
 		return "", err
 	}
-	cmd, err := b.DebugCommand(specOf(vm, true))
+	vm.Config.MaxCPU = max(o.MaxCPU, o.CPU)
+	spec := specOf(vm, true)
+	spec.BalloonBytes = int64(o.BalloonMB) << 20
+	cmd, err := b.DebugCommand(spec)
 	if err != nil {
 		return "", err
 	}
-	prep = append(prep, "mkdir -p -m 0700 "+shellQuote(vm.MemoryDir))
+	prep = append(prep, "mkdir -p -m 0700 "+hypervisor.ShellQuote(vm.MemoryDir))
 	return "# Prepare disks\n" + strings.Join(prep, "\n") + "\n\n# Launch\n" + cmd + "\n", nil
 }
 
-// shellQuote quotes s for a POSIX shell when it contains anything but safe characters.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@") == "" {
-		return s
+// debugBackend is the backend the recipe is for, built from a configuration that names the
+// --ch binary when one is given.
+func (e *Engine) debugBackend(o DebugOptions) (hypervisor.Backend, error) {
+	b, err := e.backendFor(o.Hypervisor)
+	if err != nil || o.CHBinary == "" {
+		return b, err
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	cfg := *e.cfg
+	cfg.CHBinary = o.CHBinary
+	for _, r := range hypervisor.Registered() {
+		if r.Name == b.Name() {
+			return r.New(&cfg), nil
+		}
+	}
+	return b, nil
 }

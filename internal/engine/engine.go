@@ -121,7 +121,7 @@ func (e *Engine) backendFor(name string) (hypervisor.Backend, error) {
 	}
 	b, ok := e.backends[name]
 	if !ok {
-		return nil, fmt.Errorf("hypervisor %q is not supported: use auto, %s", name, strings.Join(hypervisor.Names(), ", "))
+		return nil, fmt.Errorf("hypervisor %q is not supported by this build: use auto, %s", name, strings.Join(hypervisor.Names(), ", "))
 	}
 	if err := b.Available(); err != nil {
 		return nil, fmt.Errorf("hypervisor %s is not usable: %w", name, err)

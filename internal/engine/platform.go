@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
+
 	"github.com/cocoonstack/cocoon/internal/image"
 	"github.com/cocoonstack/cocoon/internal/platform"
 )
@@ -23,25 +25,6 @@ func vmPlatform(want string, img *image.Image) (string, error) {
 	return p, nil
 }
 
-// consoleDevice is the guest's serial console for the kernel command line.
-func consoleDevice(plat, hypervisorName string) string {
-	switch {
-	case hypervisorName == "cloud-hypervisor":
-		return "hvc0"
-	case plat == platform.ARM64:
-		return "ttyAMA0" // the virt machine's PL011 UART
-	}
-	return "ttyS0"
-}
-
-// firmware is the UEFI code and variables template for cloud images of plat.
-func (e *Engine) firmware(plat string) (code, vars string) {
-	if plat == platform.ARM64 {
-		return e.cfg.FirmwareCodeARM64, e.cfg.FirmwareVarsARM64
-	}
-	return e.cfg.FirmwareCode, e.cfg.FirmwareVars
-}
-
 // checkClonePlatform refuses a clone onto another platform than its snapshot's: the saved
 // machine (CPU registers, interrupt controller) only loads into the same machine type.
 func checkClonePlatform(want, snapName, snapPlatform string) error {
@@ -54,6 +37,14 @@ func checkClonePlatform(want, snapName, snapPlatform string) error {
 	}
 	if have := platform.Or(snapPlatform); have != p {
 		return fmt.Errorf("snapshot %s is %s and clones only onto %s, not %s: drop --platform or use a %s snapshot", snapName, have, have, p, p)
+	}
+	return nil
+}
+
+// checkArch refuses a guest platform the backend cannot run on this host.
+func checkArch(b hypervisor.Backend, plat string) error {
+	if plat != platform.Host() && !b.Capabilities().CrossArch {
+		return fmt.Errorf("hypervisor %s runs only %s guests on this host, not %s: use --hypervisor qemu (emulated) or a %s host", b.Name(), platform.Host(), plat, plat)
 	}
 	return nil
 }

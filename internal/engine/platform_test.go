@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"strings"
 	"testing"
 
@@ -35,7 +36,29 @@ func TestVMPlatform(t *testing.T) {
 	if err := checkClonePlatform("", "s1", platform.ARM64); err != nil {
 		t.Errorf("clone without --platform: %v", err)
 	}
-	if consoleDevice(platform.ARM64, "qemu") != "ttyAMA0" || consoleDevice(platform.AMD64, "qemu") != "ttyS0" {
+	var serial, virtio hypervisor.Capabilities
+	virtio.Console = "hvc0"
+	if consoleDevice(platform.ARM64, serial) != "ttyAMA0" || consoleDevice(platform.AMD64, serial) != "ttyS0" || consoleDevice(platform.AMD64, virtio) != "hvc0" {
 		t.Error("console devices")
+	}
+}
+
+func TestKernelCmdlineNamesDisksByPathWhereThereAreNoSerials(t *testing.T) {
+	vm := &VM{Name: "fc1", Disks: []hypervisor.Disk{{Serial: "cocoon-layer0"}, {Serial: "cocoon-layer1"}, {Serial: "cocoon-agent"}, {Serial: "cocoon-cow"}}}
+	top := []string{"cocoon-agent", "cocoon-layer1", "cocoon-layer0"}
+	bySerial := kernelCmdline(vm, hypervisor.Capabilities{}, top, nil)
+	if !strings.Contains(bySerial, "cocoon.layers=cocoon-agent,cocoon-layer1,cocoon-layer0 cocoon.cow=cocoon-cow") {
+		t.Errorf("serial cmdline: %s", bySerial)
+	}
+	byPath := kernelCmdline(vm, hypervisor.Capabilities{DisksByPath: true, KernelArgs: []string{"reboot=k", "pci=off"}}, top, nil)
+	for _, want := range []string{"cocoon.layers=/dev/vdc,/dev/vdb,/dev/vda cocoon.cow=/dev/vdd", " reboot=k pci=off"} {
+		if !strings.Contains(byPath, want) {
+			t.Errorf("by-path cmdline lacks %q: %s", want, byPath)
+		}
+	}
+	for i, want := range map[int]string{0: "/dev/vda", 25: "/dev/vdz", 26: "/dev/vdaa", 27: "/dev/vdab", 701: "/dev/vdzz", 702: "/dev/vdaaa"} {
+		if got := devicePath(i); got != want {
+			t.Errorf("devicePath(%d) = %s, want %s", i, got, want)
+		}
 	}
 }

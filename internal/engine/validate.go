@@ -19,7 +19,7 @@ func (e *Engine) checkPlan(b hypervisor.Backend, vm *VM, plan func(*VM) error) e
 	spec := specOf(&c, true)
 	spec.ID = cmp.Or(c.Name, c.Config.Image) // the ID is new to the user: name the VM as they know it
 	for i := range c.Config.NICs {
-		n := hypervisor.NIC{Queues: c.Config.CPU, QueueSize: c.Config.QueueSize}
+		n := hypervisor.NIC{Queues: nicQueues(b.Capabilities(), c.Config.CPU), QueueSize: c.Config.QueueSize}
 		if i < len(c.Networks) {
 			n.MAC, n.QueueSize, n.MTU = c.Networks[i].MAC, c.Networks[i].QueueSize, c.Networks[i].MTU
 		}

@@ -76,6 +76,7 @@ type VMSpec struct {
 	MemoryDir     string
 	HugePages     bool
 	Balloon       bool
+	BalloonBytes  int64 // memory the balloon takes from the guest at boot; 0 = a quarter
 	Windows       bool
 	DiskQueueSize int    // 0 = backend default
 	Accel         string // auto | kvm | tcg (backends without a choice ignore it)
@@ -107,7 +108,10 @@ type Capabilities struct {
 	// FirmwareVars: UEFI boot takes a per-VM writable copy of a variables file (QEMU's
 	// OVMF_VARS); firmware without one (Cloud Hypervisor's CLOUDHV.fd) leaves it false.
 	FirmwareVars bool
-	Limits       Limits
+	// CrossArch: runs guests of another architecture than the host's (QEMU emulates them
+	// under TCG); KVM-only hypervisors run the host's architecture alone.
+	CrossArch bool
+	Limits    Limits
 }
 
 // FirmwareLocator is implemented by backends that boot UEFI firmware: which files, from the

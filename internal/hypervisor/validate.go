@@ -80,6 +80,8 @@ func (s VMSpec) validateBoot(c Capabilities, backend string) error {
 		return fmt.Errorf("VM %s: hypervisor %s cannot boot UEFI firmware", s.ID, backend)
 	case b.Firmware != "" && c.FirmwareVars && b.FirmwareVars == "":
 		return fmt.Errorf("VM %s: UEFI boot needs a per-VM firmware variables file", s.ID)
+	case b.FirmwareVars != "" && !c.FirmwareVars:
+		return fmt.Errorf("VM %s: hypervisor %s's firmware keeps no variables file", s.ID, backend)
 	case b.Firmware != "" && (b.Initrd != "" || b.Cmdline != ""):
 		return fmt.Errorf("VM %s: an initrd or kernel command line needs direct kernel boot, not UEFI", s.ID)
 	}

@@ -7,7 +7,7 @@ import (
 
 // The same spec passes or fails depending only on the backend's capabilities and limits.
 func TestValidateFollowsCapabilities(t *testing.T) {
-	full := Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Limits: Limits{
+	full := Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, FirmwareVars: true, Limits: Limits{
 		MinMemory: 64 << 20, MaxNICs: 8, NetQueueSize: SizeRange{256, 1024}, DiskQueueSize: SizeRange{4, 1024}, MaxSerialLen: 20}}
 	bare := Capabilities{Limits: Limits{MinMemory: 128 << 20, MaxNICs: 1, NetQueueSize: SizeRange{256, 256}, DiskQueueSize: SizeRange{256, 256}, MaxSerialLen: 20}}
 	base := func() VMSpec {

@@ -183,8 +183,6 @@ func (m *Manifest) validateFiles() (map[string]bool, error) {
 	switch {
 	case !state:
 		return nil, fmt.Errorf("no state file of hypervisor %s: a snapshot needs its device state", m.Hypervisor)
-	case m.ImageKind == kindCloud && !files[FileFirmware]:
-		return nil, fmt.Errorf("no %s file: a cloud-image snapshot needs its UEFI variables", FileFirmware)
 	case m.ImageKind != kindCloud && files[FileFirmware]:
 		return nil, fmt.Errorf("file %s belongs to cloud-image snapshots only", FileFirmware)
 	}

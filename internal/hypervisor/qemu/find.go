@@ -23,7 +23,8 @@ func (b *Backend) Find(vm hypervisor.VMRef) (hypervisor.Process, bool) {
 			return hypervisor.Process{}, false
 		}
 	}
-	h, err := hypervisor.Open(ref, b.owner(vm.RunDir))
+	o := b.owner(vm.RunDir)
+	h, err := hypervisor.Open(ref, o)
 	if err != nil {
 		return hypervisor.Process{}, false
 	}
@@ -32,7 +33,7 @@ func (b *Backend) Find(vm hypervisor.VMRef) (hypervisor.Process, bool) {
 	if err != nil {
 		return hypervisor.Process{}, false
 	}
-	return hypervisor.Process{PID: h.PID, StartTime: start, Binary: b.binary}, true
+	return hypervisor.Process{PID: h.PID, StartTime: start, Binary: o.Binary}, true // the VM's arch's binary
 }
 
 // processWith returns the PID of a process with an argument containing marker, or 0. Open

@@ -4,6 +4,7 @@
 package qemu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,12 @@ type Options struct {
 	// TCGCacheMB is the TCG translation cache per VM. QEMU's default (1 GiB) grows into
 	// resident memory on long-running guests; 256 MiB holds a Linux guest's hot code.
 	TCGCacheMB int
+	// UEFI firmware code and variables templates, per guest architecture (GOARCH style).
+	Firmware map[string]Firmware
 }
+
+// Firmware is one UEFI firmware: its code and the template of its variables store.
+type Firmware struct{ Code, Vars string }
 
 // Backend drives qemu-system-x86_64.
 type Backend struct {
@@ -39,13 +45,14 @@ type Backend struct {
 	socketWait  time.Duration
 	restoreWait time.Duration
 	tcgCacheMB  int
+	firmware    map[string]Firmware
 	aioOnce     sync.Once
 	aio         string // see aioMode
 }
 
 // New returns a QEMU backend.
 func New(o Options) *Backend {
-	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB}
+	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB, firmware: o.Firmware}
 	if b.binary == "" {
 		b.binary = "qemu-system-x86_64"
 	}
@@ -62,11 +69,18 @@ func New(o Options) *Backend {
 }
 
 var (
-	_ hypervisor.Backend       = (*Backend)(nil)
-	_ hypervisor.Snapshotter   = (*Backend)(nil)
-	_ hypervisor.AgentChannel  = (*Backend)(nil)
-	_ hypervisor.ConsoleLogger = (*Backend)(nil)
+	_ hypervisor.Backend         = (*Backend)(nil)
+	_ hypervisor.Snapshotter     = (*Backend)(nil)
+	_ hypervisor.AgentChannel    = (*Backend)(nil)
+	_ hypervisor.ConsoleLogger   = (*Backend)(nil)
+	_ hypervisor.FirmwareLocator = (*Backend)(nil)
 )
+
+// Firmware implements hypervisor.FirmwareLocator: OVMF (amd64) or AAVMF (arm64), as configured.
+func (b *Backend) Firmware(arch string) (code, vars string) {
+	f := b.firmware[arch]
+	return f.Code, f.Vars
+}
 
 // Name implements hypervisor.Backend.
 func (b *Backend) Name() string { return Name }
@@ -76,7 +90,7 @@ func (b *Backend) Capabilities() hypervisor.Capabilities {
 	// Memory grows by pc-dimm hot-add into slots reserved at cold boot (memory.go); NICs are
 	// swapped and added on the spare root ports.
 	return hypervisor.Capabilities{UEFI: true, Qcow2: true, Windows: true, MultiQueue: true, Balloon: true,
-		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, Limits: limits}
+		ResizeOnClone: true, MemoryGrowOnClone: true, NICHotSwap: true, FirmwareVars: true, CrossArch: true, Limits: limits}
 }
 
 // Available implements hypervisor.Backend.
@@ -198,7 +212,7 @@ func afterBoot(c *qmpClient, spec hypervisor.VMSpec) error {
 	if !spec.Balloon {
 		return nil
 	}
-	target := (spec.MemoryBytes * 3 / 4) &^ (1<<20 - 1)
+	target := (spec.MemoryBytes - cmp.Or(spec.BalloonBytes, spec.MemoryBytes/4)) &^ (1<<20 - 1)
 	return c.execute("balloon", map[string]int64{"value": target}, nil)
 }
 
@@ -275,6 +289,10 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 
 func init() {
 	hypervisor.Register(hypervisor.Registration{Name: Name, Auto: 1, New: func(cfg *config.Config) hypervisor.Backend {
-		return New(Options{Binary: cfg.QEMUBinary, SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second})
+		return New(Options{Binary: cfg.QEMUBinary, SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second,
+			Firmware: map[string]Firmware{
+				"amd64": {Code: cfg.FirmwareCode, Vars: cfg.FirmwareVars},
+				"arm64": {Code: cfg.FirmwareCodeARM64, Vars: cfg.FirmwareVarsARM64},
+			}})
 	}})
 }

@@ -171,47 +171,6 @@ func waitBalloon(t *testing.T, spec hypervisor.VMSpec) {
 
 // TestForceStopAndCrashedVM: Force skips the power button; a VM killed behind our back is
 // reported dead, and stopping it only cleans up.
-func TestForceStopAndCrashedVM(t *testing.T) {
-	hvtest.RequireQEMU(t)
-	spec := hvtest.Spec(t, hvtest.Build(t))
-	b := New(Options{})
-
-	p := startVM(t, b, spec)
-	if err := b.Stop(context.Background(), refOf(spec, p), hypervisor.StopOptions{Force: true}); err != nil {
-		t.Fatalf("force Stop: %v", err)
-	}
-	if log, _ := os.ReadFile(logPath(spec.LogDir)); !strings.Contains(string(log), "terminating on signal 15") {
-		t.Errorf("force stop did not go through SIGTERM; qemu log:\n%s", log)
-	}
-	assertGone(t, spec)
-
-	p = startVM(t, b, spec) // restart in the same dirs
-	ref := refOf(spec, p)
-	if !b.Alive(ref) {
-		t.Fatal("Alive = false after restart")
-	}
-	if _, err := b.Start(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "already running") {
-		t.Fatalf("second Start of a running VM: %v", err)
-	}
-	if !b.Alive(ref) {
-		t.Fatal("second Start disturbed the running VM")
-	}
-	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(hvtest.BootTimeout)
-	for b.Alive(ref) {
-		if time.Now().After(deadline) {
-			t.Fatal("Alive still true after SIGKILL")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := b.Stop(context.Background(), ref, hypervisor.StopOptions{}); err != nil {
-		t.Fatalf("Stop of a dead VM: %v", err)
-	}
-	assertGone(t, spec)
-}
-
 // TestForeignPIDIsNeverSignalled: a recorded PID that now belongs to another process, even one
 // whose command line looks like this VM's QEMU, is not the VM.
 func TestForeignPIDIsNeverSignalled(t *testing.T) {
@@ -274,23 +233,17 @@ func TestForeignPIDIsNeverSignalled(t *testing.T) {
 	}
 }
 
-// TestStartFailureLeavesNothing: QEMU refusing to start gives an error with its reason and
-// log path, and no process or runtime file stays behind.
-func TestStartFailureLeavesNothing(t *testing.T) {
+// TestConformance runs the suite every backend passes.
+func TestConformance(t *testing.T) {
 	hvtest.RequireQEMU(t)
-	spec := hvtest.Spec(t, hvtest.Build(t))
-	spec.Boot.Kernel = filepath.Join(t.TempDir(), "no-such-vmlinuz")
-	_, err := New(Options{}).Start(context.Background(), spec)
-	if err == nil {
-		t.Fatal("Start succeeded with a missing kernel")
-	}
-	t.Logf("Start error: %v", err)
-	for _, want := range []string{logPath(spec.LogDir), "no-such-vmlinuz"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
-		}
-	}
-	assertGone(t, spec)
+	g := hvtest.Build(t)
+	hvtest.Conformance(t, hvtest.Target{
+		New:  func(testing.TB) hypervisor.Backend { return New(Options{}) },
+		Spec: func(t testing.TB) hypervisor.VMSpec { return hvtest.Spec(t, g) },
+		Booted: func(t testing.TB, spec hypervisor.VMSpec) {
+			hvtest.WaitForText(t, consoleLogPath(spec.LogDir), hvtest.Ready)
+		},
+	})
 }
 
 // TestDebugCommandRuns runs the printed command through a shell and sees the guest boot,
