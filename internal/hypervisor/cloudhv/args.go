@@ -1,6 +1,7 @@
 package cloudhv
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"strconv"
@@ -66,7 +67,7 @@ func buildArgs(s hypervisor.VMSpec, tapByName bool) ([]string, []*os.File) {
 	}
 	args = append(args, "--rng", "src=/dev/urandom", "--watchdog")
 	if s.Balloon {
-		args = append(args, "--balloon", fmt.Sprintf("size=%d,deflate_on_oom=on,free_page_reporting=on", balloonSize(s.MemoryBytes)))
+		args = append(args, "--balloon", fmt.Sprintf("size=%d,deflate_on_oom=on,free_page_reporting=on", balloonSize(s)))
 	}
 	if s.Agent {
 		args = append(args, "--vsock", fmt.Sprintf("cid=%d,socket=%s", vsockCID, vsockPath(s.RunDir)))
@@ -100,9 +101,11 @@ func hotplugSize(mem int64) int64 {
 	return (m+1<<30-1)&^(1<<30-1) - mem
 }
 
-// balloonSize is a quarter of RAM in whole MiB: the guest starts with 75 % usable and takes
-// the rest back under pressure (deflate_on_oom).
-func balloonSize(mem int64) int64 { return (mem / 4) &^ (1<<20 - 1) }
+// balloonSize is what the balloon holds at boot (a quarter of RAM unless the spec says), in
+// whole MiB: the guest takes it back under pressure (deflate_on_oom).
+func balloonSize(s hypervisor.VMSpec) int64 {
+	return cmp.Or(s.BalloonBytes, s.MemoryBytes/4) &^ (1<<20 - 1)
+}
 
 // diskArg renders one --disk value with the key order of spec §9.2. Queue affinity is left
 // out: the original pinned queue i of every VM to host CPU i, piling all VMs on the same CPUs.

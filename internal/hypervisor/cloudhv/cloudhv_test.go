@@ -359,3 +359,17 @@ func TestDebugCommand(t *testing.T) {
 	}
 	e.goldenText("debug-command", strings.ReplaceAll(cmd, standin, "cloud-hypervisor")+"\n")
 }
+
+// TestConformance runs the suite every backend passes, on the stand-in.
+func TestConformance(t *testing.T) {
+	hvtest.Conformance(t, hvtest.Target{
+		New: func(t testing.TB) hypervisor.Backend { return New(Options{Binary: standin}) },
+		Spec: func(t testing.TB) hypervisor.VMSpec {
+			e := &env{t: t.(*testing.T), dir: t.TempDir()}
+			return e.spec("conf" + hvtest.RandomID(6))
+		},
+		Booted: func(t testing.TB, s hypervisor.VMSpec) {
+			hvtest.WaitForText(t, consoleLogPath(s.LogDir), "guest booted")
+		},
+	})
+}
