@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"encoding/json"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+	"github.com/cocoonstack/cocoon/test/standin/apicheck"
+)
+
+// chStandin builds the Cloud Hypervisor stand-in and points env's config at it; every API
+// request it receives is recorded to the returned log (and checked against the official API).
+func chStandin(t *testing.T, env *harness.Env) (binary, requests string) {
+	t.Helper()
+	dir := t.TempDir()
+	binary = filepath.Join(dir, "cloud-hypervisor")
+	cmd := exec.Command("go", "build", "-o", binary, "./test/standin/cloud-hypervisor")
+	cmd.Dir = harness.Repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the cloud-hypervisor stand-in: %v\n%s", err, out)
+	}
+	requests = filepath.Join(dir, "requests.jsonl")
+	f, err := os.OpenFile(env.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("ch_binary: " + binary + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ExtraEnv = append(env.ExtraEnv, "COCOON_STANDIN_LOG="+requests)
+	return binary, requests
+}
+
+// requestsSeen returns the recorded requests as "METHOD PATH" lines and fails on any the API
+// definition rejected.
+func requestsSeen(t *testing.T, log string) string {
+	t.Helper()
+	recs, err := apicheck.ReadRecords(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range recs {
+		if r.Error != "" {
+			t.Errorf("request rejected by the CH API definition: %s %s: %s", r.Method, r.Path, r.Error)
+		}
+		b.WriteString(r.Method + " " + r.Path + "\n")
+	}
+	return b.String()
+}
+
+// TestStandinCloudHypervisorLifecycle drives the whole VM lifecycle through the cocoon binary
+// on the Cloud Hypervisor backend, with the stand-in playing cloud-hypervisor.
+func TestStandinCloudHypervisorLifecycle(t *testing.T) {
+	harness.Require(t, "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	_, requests := chStandin(t, env)
+	ref := pullTiny(t, env)
+	ch := []string{"--hypervisor", "cloud-hypervisor"}
+
+	env.MustRun(append(append([]string{"vm", "run"}, ch...), "--name", "c1", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)...)
+	vm := env.Inspect("c1")
+	if vm.State != "running" || vm.PID == 0 {
+		t.Fatalf("after run: state %s pid %d", vm.State, vm.PID)
+	}
+	cmdline, err := os.ReadFile(filepath.Join(vm.RunDir, "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--console pty", "--serial off", "console=hvc0", "serial=cocoon-cow", "--api-socket"} {
+		if !strings.Contains(string(cmdline), want) {
+			t.Errorf("launch command line lacks %q:\n%s", want, cmdline)
+		}
+	}
+
+	// Console on a real PTY: the guest's echo comes back; ^] . detaches and the VM runs on.
+	c := env.AttachConsole("c1")
+	c.Expect(0, "Connected to c1", 30*time.Second)
+	at := len(c.Output())
+	c.Send("hello-from-e2e\r")
+	c.Expect(at, "hello-from-e2e", 30*time.Second)
+	c.Send("\x1d.")
+	if err := c.Wait(30 * time.Second); err != nil {
+		t.Fatalf("console detach: %v", err)
+	}
+	if logs := env.MustRun("vm", "logs", "c1"); !strings.Contains(logs, "guest booted") || !strings.Contains(logs, "hello-from-e2e") {
+		t.Errorf("vm logs lacks the banner or the echo:\n%s", logs)
+	}
+
+	env.MustRun("vm", "stop", "c1")
+	if vm := env.Inspect("c1"); vm.State != "stopped" {
+		t.Fatalf("after stop: %s", vm.State)
+	}
+	env.MustRun("vm", "start", "c1")
+	if vm := env.Inspect("c1"); vm.State != "running" {
+		t.Fatalf("after start: %s", vm.State)
+	}
+
+	// Snapshot, clone with growth, restore.
+	env.MustRun("snapshot", "save", "--name", "s1", "c1")
+	env.MustRun("vm", "clone", "--name", "c2", "--cpu", "2", "--memory", "640M", "s1")
+	if vm := env.Inspect("c2"); vm.State != "running" {
+		t.Fatalf("clone: %s", vm.State)
+	}
+	env.MustRun("vm", "restore", "c1", "s1")
+	if vm := env.Inspect("c1"); vm.State != "running" {
+		t.Fatalf("after restore: %s", vm.State)
+	}
+
+	// A QEMU VM beside them: one list shows both backends.
+	env.MustRun("vm", "create", "--hypervisor", "qemu", "--name", "q1", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	var listed []struct {
+		Hypervisor string `json:"hypervisor"`
+		Config     struct {
+			Name string `json:"name"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(env.MustRun("vm", "list", "-o", "json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	backends := map[string]string{}
+	for _, v := range listed {
+		backends[v.Config.Name] = v.Hypervisor
+	}
+	if want := map[string]string{"c1": "cloud-hypervisor", "c2": "cloud-hypervisor", "q1": "qemu"}; !maps.Equal(backends, want) {
+		t.Errorf("vm list backends %v, want %v", backends, want)
+	}
+
+	env.MustRun("vm", "rm", "--force", "c1", "c2", "q1")
+	env.MustRun("snapshot", "rm", "s1")
+	env.MustRun("gc")
+
+	seen := requestsSeen(t, requests)
+	for _, want := range []string{"GET /api/v1/vm.info", "PUT /api/v1/vm.shutdown", "PUT /api/v1/vm.pause",
+		"PUT /api/v1/vm.snapshot", "PUT /api/v1/vm.resume", "PUT /api/v1/vm.restore", "PUT /api/v1/vm.resize"} {
+		if !strings.Contains(seen, want) {
+			t.Errorf("the stand-in never saw %s; requests:\n%s", want, seen)
+		}
+	}
+	if pids := processesNaming(env.RunDir); len(pids) > 0 {
+		t.Errorf("processes left after rm: %v", pids)
+	}
+}
+
+// processesNaming lists processes whose command line contains s.
+func processesNaming(s string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(b), s) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
