@@ -163,3 +163,47 @@ func processesNaming(s string) []string {
 	}
 	return out
 }
+
+// TestStandinCloudHypervisorDebugCommand: `vm debug` for Cloud Hypervisor prints a command
+// line the (stand-in) cloud-hypervisor accepts and boots from a shell.
+func TestStandinCloudHypervisorDebugCommand(t *testing.T) {
+	harness.Require(t, "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	bin, _ := chStandin(t, env)
+	ref := pullTiny(t, env)
+	dir := t.TempDir()
+	script := env.MustRun("vm", "debug", "--hypervisor", "cloud-hypervisor", "--nics", "0", "--cpu", "1", "--memory", "512M",
+		"--name", "dbg", "--cow", filepath.Join(dir, "cow.raw"), ref)
+	if !strings.Contains(script, bin) || !strings.Contains(script, "console=hvc0") {
+		t.Fatalf("unexpected debug output:\n%s", script)
+	}
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = dir
+	out, err := os.Create(filepath.Join(dir, "out.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { harness.KillProcessesMatching(dir); <-exited })
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		data, _ := os.ReadFile(filepath.Join(dir, "out.log"))
+		if strings.Contains(string(data), "stand-in ready") {
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the debug command exited (%v):\n%s\nscript:\n%s", err, data, script)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the debug command did not start cloud-hypervisor:\n%s", data)
+		}
+	}
+}

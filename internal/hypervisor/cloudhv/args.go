@@ -22,7 +22,8 @@ const (
 )
 
 // buildArgs is the cold-boot command line (spec §9.2 order) and the TAP fds it names, which
-// become fds 3, 4, … in the child. tapByName names TAPs instead (a shell cannot pass fds).
+// become fds 3, 4, … in the child. tapByName is the command for a person (DebugCommand): TAPs
+// named (a shell cannot pass fds) and the console on the terminal.
 func buildArgs(s hypervisor.VMSpec, tapByName bool) ([]string, []*os.File) {
 	args := []string{"--api-socket", apiPath(s.RunDir)}
 	cpus := fmt.Sprintf("boot=%d,max=%d", s.CPUs, maxCPUs(s))
@@ -75,6 +76,9 @@ func buildArgs(s hypervisor.VMSpec, tapByName bool) ([]string, []*os.File) {
 	if s.Boot.Firmware != "" {
 		// UEFI guests talk on the first serial port (ttyS0); CH serves it on a socket.
 		args = append(args, "--serial", "socket="+serialPath(s.RunDir), "--console", "off")
+	} else if tapByName {
+		// By hand (DebugCommand), the guest's hvc0 is the terminal CH runs in.
+		args = append(args, "--serial", "off", "--console", "tty")
 	} else {
 		// Direct-boot guests use virtio-console (hvc0) on a PTY CH allocates (vm.info names it).
 		args = append(args, "--serial", "off", "--console", "pty")
