@@ -174,6 +174,21 @@ func netParams(n hypervisor.NIC) string {
 	return p
 }
 
+// diskConfig is the vm.add-disk body for d (CH's DiskConfig), as diskArg would launch it.
+func diskConfig(d hypervisor.Disk, s hypervisor.VMSpec) map[string]any {
+	c := map[string]any{"path": d.Path, "readonly": d.ReadOnly, "direct": d.DirectIO,
+		"num_queues": s.CPUs, "queue_size": diskQueueSize(s), "image_type": "Raw"}
+	if d.Format == hypervisor.FormatQcow2 {
+		c["image_type"], c["backing_files"] = "Qcow2", !d.ReadOnly
+	} else {
+		c["sparse"] = !d.ReadOnly
+	}
+	if d.Serial != "" {
+		c["serial"] = d.Serial
+	}
+	return c
+}
+
 // netConfig is the vm.add-net body for n (CH's NetConfig), the TAP opened by name in CH's netns.
 func netConfig(n hypervisor.NIC) map[string]any {
 	c := map[string]any{"tap": n.TapName, "mac": n.MAC, "num_queues": 2 * queuePairs(n), "queue_size": netQueueSize(n),

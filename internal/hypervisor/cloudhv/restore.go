@@ -28,7 +28,7 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	if err := checkGrowth(spec, snap.config); err != nil {
 		return hypervisor.Process{}, err
 	}
-	oldNICs := snap.config.list("net")
+	oldNICs, savedDisks := snap.config.list("net"), len(snap.config.list("disks"))
 	moved, err := snap.config.rewrite(spec)
 	if err == nil {
 		err = pathsOK(map[string]any(snap.config), "config.json", allowedPaths(spec))
@@ -68,6 +68,9 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 		if err := swapNICs(ctx, a, oldNICs, spec.NICs); err != nil {
 			return err
 		}
+		if err := addDisks(ctx, a, spec, savedDisks); err != nil {
+			return err
+		}
 		if err := grow(ctx, a, spec, src); err != nil {
 			return err
 		}
@@ -101,6 +104,17 @@ func swapNICs(ctx context.Context, a api, old []map[string]any, nics []hyperviso
 	for _, n := range nics {
 		if err := a.put(ctx, "/vm.add-net", netConfig(n)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// addDisks hot-adds spec's disks beyond the snapshot's (a fresh cloud-init seed for a clone
+// whose snapshot had none), with the queues a cold boot would give them.
+func addDisks(ctx context.Context, a api, spec hypervisor.VMSpec, saved int) error {
+	for _, d := range spec.Disks[saved:] {
+		if err := a.put(ctx, "/vm.add-disk", diskConfig(d, spec)); err != nil {
+			return fmt.Errorf("add %s disk: %w", d.Role, err)
 		}
 	}
 	return nil

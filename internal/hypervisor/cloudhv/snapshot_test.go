@@ -101,6 +101,9 @@ func TestSnapshotCloneCloneOfCloneRestore(t *testing.T) {
 	tapA, _ := hvtest.Tap(t, 1)
 	tapB, _ := hvtest.Tap(t, 1)
 	c.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:03:01", TapName: tapA, Queues: 1}, {MAC: "02:00:00:00:03:02", TapName: tapB, Queues: 1}}
+	// A disk the snapshot lacks (a cloud clone's fresh seed) is hot-added.
+	c.Disks = append(c.Disks, hypervisor.Disk{Path: sparse(t, filepath.Join(c.RunDir, "cidata.img"), 1<<20), Format: hypervisor.FormatRaw,
+		ReadOnly: true, Role: "cidata"})
 	cp := e.restore(c, src1)
 	e.golden("clone", tapA, "$TAPA", tapB, "$TAPB")
 	consoleSays(t, e.b.ConsoleSocket(refOf(c, cp)), e.b.ConsoleLog(c.LogDir), "guest restored")
@@ -132,6 +135,8 @@ func TestSnapshotCloneCloneOfCloneRestore(t *testing.T) {
 	}
 	c2 := e.spec("clone2")
 	c2.CPUs, c2.MemoryBytes = 2, 384<<20
+	c2.Disks = append(c2.Disks, hypervisor.Disk{Path: sparse(t, filepath.Join(c2.RunDir, "cidata.img"), 1<<20), Format: hypervisor.FormatRaw,
+		ReadOnly: true, Role: "cidata"})
 	tapC, _ := hvtest.Tap(t, 1)
 	tapD, _ := hvtest.Tap(t, 1)
 	c2.NICs = []hypervisor.NIC{{MAC: "02:00:00:00:04:01", TapName: tapC, Queues: 1}, {MAC: "02:00:00:00:04:02", TapName: tapD, Queues: 1}}

@@ -120,7 +120,8 @@ func consoleModes(s hypervisor.VMSpec) (serial, console string) {
 }
 
 // rewrite points every host path in the saved config at spec's own files: payload, disks by
-// index, TAPs, console sockets, the vsock socket. It returns the old→new disk path map.
+// index, TAPs, console sockets, the vsock socket. It returns the old→new disk path map. Disks
+// of spec beyond the saved ones are not in the config: they are hot-added after the restore.
 func (c snapConfig) rewrite(spec hypervisor.VMSpec) (map[string]string, error) {
 	payload := map[string]any{}
 	if spec.Boot.Firmware != "" {
@@ -137,8 +138,8 @@ func (c snapConfig) rewrite(spec hypervisor.VMSpec) (map[string]string, error) {
 	c["payload"] = payload
 
 	disks := c.list("disks")
-	if len(disks) != len(spec.Disks) {
-		return nil, fmt.Errorf("the snapshot has %d disks, the VM %d: the disk set cannot change", len(disks), len(spec.Disks))
+	if len(disks) > len(spec.Disks) {
+		return nil, fmt.Errorf("the snapshot has %d disks, the VM %d: disks cannot be removed", len(disks), len(spec.Disks))
 	}
 	moved := map[string]string{}
 	for i, d := range disks {
