@@ -112,6 +112,18 @@ func TestStandinCloudHypervisorLifecycle(t *testing.T) {
 	if vm := env.Inspect("c2"); vm.State != "running" {
 		t.Fatalf("clone: %s", vm.State)
 	}
+	// Export and import (the imported state files are checked before anything reaches CH),
+	// then a clone from the imported copy.
+	archive := filepath.Join(t.TempDir(), "s1.tar.gz")
+	env.MustRun("snapshot", "export", "-o", archive, "s1")
+	env.MustRun("snapshot", "import", "--name", "s1moved", archive)
+	env.MustRun("vm", "clone", "--name", "c3", "s1moved")
+	if vm := env.Inspect("c3"); vm.State != "running" {
+		t.Fatalf("clone of the imported snapshot: %s", vm.State)
+	}
+	env.MustRun("vm", "rm", "--force", "c3")
+	env.MustRun("snapshot", "rm", "s1moved")
+
 	env.MustRun("vm", "restore", "c1", "s1")
 	if vm := env.Inspect("c1"); vm.State != "running" {
 		t.Fatalf("after restore: %s", vm.State)
@@ -206,4 +218,60 @@ func TestStandinCloudHypervisorDebugCommand(t *testing.T) {
 			t.Fatalf("the debug command did not start cloud-hypervisor:\n%s", data)
 		}
 	}
+}
+
+// TestStandinCloudHypervisorUEFI: a cloud image (qcow2, UEFI via CLOUDHV.fd from the
+// default ch_firmware place) on Cloud Hypervisor: serial console on a socket, graceful stop by
+// the power button, and a clone of a restarted VM gets its fresh seed hot-added.
+func TestStandinCloudHypervisorUEFI(t *testing.T) {
+	harness.Require(t, "qemu-img", "mkfs.ext4")
+	qcow := harness.RequireImage(t, "cloud.qcow2")
+	env := harness.NewEnv(t)
+	_, requests := chStandin(t, env)
+	url := harness.ServeFile(t, qcow)
+	env.MustRun("image", "pull", url)
+	ch := []string{"--hypervisor", "cloud-hypervisor"}
+
+	env.MustFail("CLOUDHV.fd", append(append([]string{"vm", "run"}, ch...), "--name", "nofw", "--nics", "0", url)...)
+	fw := filepath.Join(env.Root, "firmware", "CLOUDHV.fd")
+	if err := os.MkdirAll(filepath.Dir(fw), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fw, []byte("stand-in firmware"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = env.Run("vm", "rm", "--force", "nofw")
+
+	env.MustRun(append(append([]string{"vm", "run"}, ch...), "--name", "u1", "--nics", "0", "--cpu", "1", "--memory", "1G", url)...)
+	vm := env.Inspect("u1")
+	cmdline, _ := os.ReadFile(filepath.Join(vm.RunDir, "cmdline"))
+	for _, want := range []string{"--firmware " + fw, "image_type=qcow2", "--serial socket=", "--console off", "cidata.img"} {
+		if !strings.Contains(string(cmdline), want) {
+			t.Errorf("UEFI launch lacks %q:\n%s", want, cmdline)
+		}
+	}
+	c := env.AttachConsole("u1")
+	c.Expect(0, "Connected to u1", 30*time.Second)
+	at := len(c.Output())
+	c.Send("uefi-echo\r")
+	c.Expect(at, "uefi-echo", 30*time.Second)
+	c.Send("\x1d.")
+	if err := c.Wait(30 * time.Second); err != nil {
+		t.Fatalf("console detach: %v", err)
+	}
+
+	env.MustRun("vm", "stop", "u1") // the power button: the guest powers off by itself
+	if !strings.Contains(requestsSeen(t, requests), "PUT /api/v1/vm.power-button") {
+		t.Error("a UEFI guest was not stopped with the power button")
+	}
+	env.MustRun("vm", "start", "u1")
+	env.MustRun("snapshot", "save", "--name", "us", "u1")
+	env.MustRun("vm", "clone", "--name", "u2", "us")
+	if vm := env.Inspect("u2"); vm.State != "running" {
+		t.Fatalf("clone: %s", vm.State)
+	}
+	if seen := requestsSeen(t, requests); !strings.Contains(seen, "PUT /api/v1/vm.add-disk") {
+		t.Errorf("the clone of a restarted cloud VM got no seed disk; requests:\n%s", seen)
+	}
+	env.MustRun("vm", "rm", "--force", "u1", "u2")
 }
