@@ -373,3 +373,49 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestAgentChannelWithoutAgent: the hybrid vsock answers, but no agent listens in the guest:
+// not connected, and a dial fails saying so.
+func TestAgentChannelWithoutAgent(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec("agent1")
+	p := e.start(s)
+	ref := refOf(s, p)
+	ok, err := e.b.AgentConnected(context.Background(), ref)
+	if err != nil || ok {
+		t.Fatalf("AgentConnected = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := e.b.DialAgent(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "CONNECT 1024") {
+		t.Fatalf("DialAgent: want a refused CONNECT, got %v", err)
+	}
+	if _, err := os.Stat(vsockPath(s.RunDir)); err != nil {
+		t.Fatalf("vsock socket: %v", err)
+	}
+}
+
+// TestArgsWindowsUEFI: Windows guests get Hyper-V enlightenments, the firmware, a qcow2 disk
+// with its backing chain, the serial port on a socket and no virtio console.
+func TestArgsWindowsUEFI(t *testing.T) {
+	s := hypervisor.VMSpec{ID: "w", CPUs: 2, MaxCPUs: 4, MemoryBytes: 2 << 30, Windows: true, RunDir: "/run/w",
+		Boot:  hypervisor.Boot{Firmware: "/fw/CLOUDHV.fd"},
+		Disks: []hypervisor.Disk{{Path: "/run/w/overlay.qcow2", Format: hypervisor.FormatQcow2, DirectIO: true}},
+		NICs:  []hypervisor.NIC{{MAC: "02:00:00:00:00:07", TapName: "tapw", Queues: 2}}}
+	args, files := buildArgs(s, false)
+	got := strings.Join(args, " ")
+	for _, want := range []string{"--cpus boot=2,max=4,kvm_hyperv=on", "--firmware /fw/CLOUDHV.fd",
+		"--disk path=/run/w/overlay.qcow2,direct=on,image_type=qcow2,backing_files=on,num_queues=2,queue_size=512 ",
+		"--net tap=tapw,mac=02:00:00:00:00:07,num_queues=4,queue_size=512,offload_tso=on,offload_ufo=on,offload_csum=on",
+		"--serial socket=/run/w/serial.sock --console off"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("args lack %q:\n%s", want, got)
+		}
+	}
+	for _, bad := range []string{"--kernel", "--balloon", "--vsock", "--cmdline"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("args have %s:\n%s", bad, got)
+		}
+	}
+	if len(files) != 0 {
+		t.Errorf("%d fds passed for a NIC named by TAP", len(files))
+	}
+}

@@ -159,6 +159,10 @@ func (v *vmm) restore(body []byte) (any, error) {
 	if err != nil {
 		return nil, fail(http.StatusInternalServerError, "restore: %v", err)
 	}
+	if v.vsock, err = openVsock(&c); err != nil {
+		con.close()
+		return nil, fail(http.StatusInternalServerError, "restore: %v", err)
+	}
 	v.cfg, v.console, v.state = &c, con, "Paused"
 	v.nextID["_disk"], v.nextID["_net"] = maxID(c, "_disk"), maxID(c, "_net")
 	if req.Resume {

@@ -17,6 +17,7 @@ type vmm struct {
 	state   string    // Running, Paused, Shutdown
 	nextID  map[string]int
 	console *guestConsole
+	vsock   *hybridVsock
 	// powerOff is set when the power button was pressed on a paused guest: it acts on resume.
 	powerOff bool
 	exit     chan struct{}
@@ -34,6 +35,10 @@ func (v *vmm) boot(c *vmConfig) error {
 	if err != nil {
 		return err
 	}
+	if v.vsock, err = openVsock(c); err != nil {
+		con.close()
+		return err
+	}
 	v.cfg, v.state, v.console = c, "Running", con
 	con.banner("booted")
 	return nil
@@ -43,6 +48,7 @@ func (v *vmm) close() {
 	if v.console != nil {
 		v.console.close()
 	}
+	v.vsock.close()
 }
 
 // powerDown ends the process after the current answer went out, as a guest power-off ends CH.
