@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -417,5 +418,47 @@ func TestArgsWindowsUEFI(t *testing.T) {
 	}
 	if len(files) != 0 {
 		t.Errorf("%d fds passed for a NIC named by TAP", len(files))
+	}
+}
+
+// TestStandinRefusesWhatCHRefuses: the stand-in's command line is as strict as the real one,
+// so a backend argv that passes here is one CH's parser accepts.
+func TestStandinRefusesWhatCHRefuses(t *testing.T) {
+	dir := t.TempDir()
+	disk := sparse(t, filepath.Join(dir, "d.raw"), 1<<20)
+	kernel := touch(t, filepath.Join(dir, "vmlinuz"))
+	base := []string{"--api-socket", filepath.Join(dir, "api.sock"), "--kernel", kernel}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for name, c := range map[string]struct {
+		args  []string
+		files []*os.File
+		want  string
+	}{
+		"unknown flag":        {[]string{"--bogus"}, nil, "unexpected argument"},
+		"unknown key":         {[]string{"--cpus", "boot=1,cores=2"}, nil, "unknown parameter"},
+		"max below boot":      {[]string{"--cpus", "boot=2,max=1"}, nil, "lower than boot"},
+		"bad bool":            {[]string{"--disk", "path=" + disk + ",readonly=yes"}, nil, "not on or off"},
+		"missing disk":        {[]string{"--disk", "path=" + dir + "/nope.raw"}, nil, "nope.raw"},
+		"queues vs fds":       {[]string{"--net", "fd=[3],mac=02:00:00:00:00:01,num_queues=4"}, []*os.File{null}, "does not match"},
+		"fd not a TAP":        {[]string{"--net", "fd=[3],mac=02:00:00:00:00:01,num_queues=2"}, []*os.File{null}, "not an open TAP"},
+		"missing TAP":         {[]string{"--net", "tap=nosuchtap0,mac=02:00:00:00:00:01"}, nil, "nosuchtap0"},
+		"balloon too big":     {[]string{"--memory", "size=128M", "--balloon", "size=256M"}, nil, "balloon size"},
+		"console socket":      {[]string{"--console", "socket=/tmp/x"}, nil, "only for --serial"},
+		"hotplug not aligned": {[]string{"--memory", "size=256M,hotplug_size=100M"}, nil, "128 MiB"},
+	} {
+		cmd := exec.Command(standin, append(slices.Clone(base), c.args...)...)
+		cmd.ExtraFiles = c.files
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: want exit 1 saying %q, got %v: %s", name, c.want, err, out)
+		}
+	}
+	// Without a payload, device options are refused; alone, --api-socket starts a bare VMM.
+	if out, err := exec.Command(standin, "--api-socket", filepath.Join(dir, "x.sock"), "--cpus", "boot=1").CombinedOutput(); err == nil {
+		t.Errorf("--cpus without a payload accepted: %s", out)
 	}
 }
