@@ -275,3 +275,43 @@ func TestStandinCloudHypervisorUEFI(t *testing.T) {
 	}
 	env.MustRun("vm", "rm", "--force", "u1", "u2")
 }
+
+// TestStandinCloudHypervisorNetwork: with a CNI NIC, a cold boot hands CH the TAP's queue
+// fds; a clone (launched in its own netns, where its TAP lives) swaps the snapshot's NIC for
+// a fresh one; a restore keeps the VM's NIC; nothing leaks.
+func TestStandinCloudHypervisorNetwork(t *testing.T) {
+	env, h, ref := netEnv(t, 91)
+	_, requests := chStandin(t, env)
+	env.MustRun("vm", "run", "--hypervisor", "cloud-hypervisor", "--name", "n1", "--cpu", "2", "--memory", "512M", ref)
+	n1 := env.Inspect("n1")
+	if len(n1.Networks) != 1 {
+		t.Fatalf("n1 has %d NICs", len(n1.Networks))
+	}
+	cmdline, _ := os.ReadFile(filepath.Join(n1.RunDir, "cmdline"))
+	if !strings.Contains(string(cmdline), "--net 'fd=[3,4],mac="+n1.Networks[0].MAC+",num_queues=4") {
+		t.Errorf("cold boot does not pass the TAP's two queue fds:\n%s", cmdline)
+	}
+
+	env.MustRun("snapshot", "save", "--name", "ns", "n1")
+	env.MustRun("vm", "clone", "--name", "n2", "ns")
+	n2 := env.Inspect("n2")
+	if n2.State != "running" || len(n2.Networks) != 1 || n2.Networks[0].MAC == n1.Networks[0].MAC {
+		t.Fatalf("clone: state %s, NICs %+v (source %+v)", n2.State, n2.Networks, n1.Networks)
+	}
+	seen := requestsSeen(t, requests)
+	for _, want := range []string{"PUT /api/v1/vm.remove-device", "PUT /api/v1/vm.add-net"} {
+		if !strings.Contains(seen, want) {
+			t.Errorf("the clone's NIC swap lacks %s; requests:\n%s", want, seen)
+		}
+	}
+	adds := strings.Count(seen, "PUT /api/v1/vm.add-net")
+	env.MustRun("vm", "restore", "n1", "ns")
+	if vm := env.Inspect("n1"); vm.State != "running" || vm.Networks[0].MAC != n1.Networks[0].MAC {
+		t.Fatalf("after restore: %s %+v", vm.State, vm.Networks)
+	}
+	if got := strings.Count(requestsSeen(t, requests), "PUT /api/v1/vm.add-net"); got != adds {
+		t.Errorf("a restore swapped the VM's own NIC (%d add-net calls, %d before)", got, adds)
+	}
+	env.MustRun("vm", "rm", "--force", "n1", "n2")
+	assertNoLeaks(t, h, n1.ID, n2.ID)
+}
