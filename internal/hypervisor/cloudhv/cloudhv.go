@@ -123,6 +123,9 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	return proc, nil
 }
 
+// stopCallTimeout bounds the API calls Stop makes before it signals.
+const stopCallTimeout = 10 * time.Second
+
 // Stop implements hypervisor.Backend (spec §9.6). UEFI guests get the ACPI power button and
 // the stop timeout; direct-boot guests (and --force) get vm.shutdown, which stops the vCPUs
 // but leaves the VMM process up, so the signals follow at once.
@@ -132,15 +135,18 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 		return hypervisor.StopProcess(ctx, vm, p, nil, opts)
 	}
 	api := newAPI(vm.RunDir)
+	// A hung VMM must not hold the stop up: its signals come after these calls.
+	callCtx, cancel := context.WithTimeout(ctx, stopCallTimeout)
+	defer cancel()
 	var info vmInfo
 	uefi := false
 	if !opts.Force {
 		var err error
-		info, err = api.info(ctx)
+		info, err = api.info(callCtx)
 		uefi = err == nil && info.Config.Payload.Firmware != ""
 	}
 	if !uefi {
-		if err := api.put(ctx, "/vm.shutdown", nil); err != nil {
+		if err := api.put(callCtx, "/vm.shutdown", nil); err != nil {
 			slog.Warn("vm.shutdown before terminating failed", "vm", vm.ID, "err", err)
 		}
 		opts.Force = true
