@@ -17,16 +17,18 @@ all: deps lint test build ## Everything: deps, lint, tests, build
 deps: ## Install missing Debian packages and Go modules (root)
 	bash scripts/deps.sh
 
-build: ## Build the static binaries bin/cocoon and bin/cocoon-agent (the guest agent, found beside cocoon)
+build: ## Build the static binaries bin/cocoon and the guest agents bin/cocoon-agent (host arch) and bin/cocoon-agent-<arch> (found beside cocoon)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cocoon ./cmd/cocoon
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/cocoon-agent ./cmd/cocoon-agent
+	for arch in amd64 arm64; do [ "$$arch" = "$$($(GO) env GOARCH)" ] || \
+		CGO_ENABLED=0 GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o bin/cocoon-agent-$$arch ./cmd/cocoon-agent; done
 
 cross: ## Check that cocoon (and its tests) build for linux/arm64
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -o /dev/null ./cmd/cocoon
 	GOOS=linux GOARCH=arm64 $(GO) vet ./...
 
-install: build ## Install bin/cocoon and bin/cocoon-agent into /usr/local/bin
-	install -m 0755 bin/cocoon bin/cocoon-agent /usr/local/bin/
+install: build ## Install bin/cocoon and the guest agents bin/cocoon-agent* into /usr/local/bin
+	install -m 0755 bin/cocoon bin/cocoon-agent* /usr/local/bin/
 
 images: ## Build the guest test images, x86 and arm64 tiny included (cached in os-image/.cache)
 	bash os-image/build.sh all

@@ -6,12 +6,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/cocoonstack/cocoon/internal/agent/client"
 	"github.com/cocoonstack/cocoon/internal/agent/layer"
+	"github.com/cocoonstack/cocoon/internal/agent/proto"
 	"github.com/cocoonstack/cocoon/internal/cloudinit"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
+	"github.com/cocoonstack/cocoon/internal/platform"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
 )
 
@@ -32,15 +35,20 @@ const (
 	AgentDisabled  = "disabled"
 )
 
-// agentBinary is the guest agent built beside this cocoon binary (make build makes both).
-func agentBinary() (string, error) {
+// agentBinary is the guest agent for guests of arch (GOARCH style), built beside this cocoon
+// binary by make build: cocoon-agent for the host's architecture, cocoon-agent-<arch> for others.
+func agentBinary(arch string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("locate the cocoon binary: %w", err)
 	}
-	p := filepath.Join(filepath.Dir(self), "cocoon-agent")
+	name := "cocoon-agent"
+	if arch != runtime.GOARCH {
+		name += "-" + arch
+	}
+	p := filepath.Join(filepath.Dir(self), name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("guest agent binary %s not found: build it with 'make build' (it goes beside cocoon), or create the VM with --no-agent", p)
+		return "", fmt.Errorf("guest agent binary %s (linux/%s) not found: build it with 'make build' (it goes beside cocoon), or create the VM with --no-agent", p, arch)
 	}
 	return p, nil
 }
@@ -54,7 +62,7 @@ func agentDisk(vm *VM) hypervisor.Disk {
 // buildAgentLayer writes the agent layer (an EROFS image holding the agent binary) into the
 // VM's run dir.
 func buildAgentLayer(ctx context.Context, vm *VM) error {
-	bin, err := agentBinary()
+	bin, err := agentBinary(platform.Arch(platform.Or(vm.Config.Platform)))
 	if err != nil {
 		return err
 	}
@@ -150,4 +158,30 @@ func (e *Engine) ConsoleLogPath(ctx context.Context, ref string) (string, *VM, e
 		return "", vm, fmt.Errorf("hypervisor %s keeps no console log for VM %s", b.Name(), vm.Name)
 	}
 	return cl.ConsoleLog(vm.LogDir), vm, nil
+}
+
+// agentPowerOff is the graceful stop request for a VM whose machine has no power button: the
+// guest agent runs poweroff (libvirt's agent shutdown mode). nil keeps the backend's own
+// request; a VM without an answering agent then escalates to signals.
+func (e *Engine) agentPowerOff(b hypervisor.Backend, vm *VM) func(context.Context) error {
+	pb, ok := b.(hypervisor.PowerButton)
+	if !ok || pb.HasPowerButton(vm.ref()) || vm.Config.NoAgent {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		ch, err := e.agentChannel(vm)
+		if err != nil {
+			return fmt.Errorf("no power button and no guest agent: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, agentCheckTimeout)
+		defer cancel()
+		ref := vm.ref()
+		s, err := client.Start(ctx, func(ctx context.Context) (io.ReadWriteCloser, error) { return ch.DialAgent(ctx, ref) },
+			proto.Frame{Type: proto.TypeExec, Argv: []string{"poweroff"}})
+		if err != nil {
+			return fmt.Errorf("ask the guest agent to power off: %w", err)
+		}
+		s.Close() // started: the guest is shutting down and the session ends with it
+		return nil
+	}
 }

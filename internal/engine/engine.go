@@ -73,7 +73,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 			snapshot.DeclareStateFiles(r.Name, sn.StateFile)
 		}
 	}
-	if _, ok := e.backends[cfg.Hypervisor]; !ok && cfg.Hypervisor != "auto" {
+	if _, ok := e.backends[cfg.Hypervisor]; !ok && cfg.Hypervisor != "auto" && cfg.Hypervisor != "" {
 		return nil, fmt.Errorf("hypervisor %q in the configuration is not one of auto, %s", cfg.Hypervisor, strings.Join(hypervisor.Names(), ", "))
 	}
 	return e, nil
@@ -101,7 +101,7 @@ func (e *Engine) backendFor(name string) (hypervisor.Backend, error) {
 	if name == "" {
 		name = e.cfg.Hypervisor
 	}
-	if name == "auto" {
+	if name == "auto" || name == "" {
 		var whyNot []string
 		for _, r := range hypervisor.Registered() {
 			if r.Auto == 0 {

@@ -198,7 +198,7 @@ func (e *Engine) stopLocked(ctx context.Context, vm *VM, o StopOptions) (*VM, er
 	}
 	if vm.PID > 0 && b.Alive(vm.ref()) {
 		err := b.Stop(ctx, vm.ref(), hypervisor.StopOptions{Force: o.Force, Timeout: o.Timeout,
-			TermGrace: seconds(e.cfg.TerminateGracePeriodSeconds)})
+			TermGrace: seconds(e.cfg.TerminateGracePeriodSeconds), Request: e.agentPowerOff(b, vm)})
 		if err != nil {
 			return nil, e.markError(ctx, vm, fmt.Errorf("stop: %w", err))
 		}

@@ -135,6 +135,9 @@ type StopOptions struct {
 	Force     bool          // skip the graceful request
 	Timeout   time.Duration // wait for a graceful exit (default DefaultStopTimeout)
 	TermGrace time.Duration // SIGTERM → SIGKILL delay (default DefaultTermGrace)
+	// Request, when set, replaces the backend's graceful power-off request: the engine asks
+	// the guest agent to power off a machine that has no power button (PowerButton).
+	Request func(ctx context.Context) error
 }
 
 // Stop timing defaults (spec §16.6).
@@ -182,6 +185,13 @@ type AgentChannel interface {
 	AgentConnected(ctx context.Context, vm VMRef) (bool, error)
 	// DialAgent opens a stream for one agent session; closing it ends the session.
 	DialAgent(ctx context.Context, vm VMRef) (io.ReadWriteCloser, error)
+}
+
+// PowerButton is implemented by backends some of whose machines have no power button the
+// guest reacts to (QEMU's arm64 virt machine booted without firmware has no ACPI); the engine
+// then asks the guest agent to power off, as libvirt's agent shutdown mode does.
+type PowerButton interface {
+	HasPowerButton(vm VMRef) bool
 }
 
 // ConsoleLogger is implemented by backends that record the guest console to a file.

@@ -172,6 +172,9 @@ func StopProcess(ctx context.Context, vm VMRef, p Plan, graceful func(context.Co
 		return fmt.Errorf("stop VM %s: %w", vm.ID, err)
 	}
 	defer h.Close()
+	if opts.Request != nil {
+		graceful = opts.Request
+	}
 	if err := Escalate(ctx, h, graceful, opts); err != nil {
 		return fmt.Errorf("stop VM %s: %w", vm.ID, err)
 	}

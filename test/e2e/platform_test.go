@@ -73,6 +73,17 @@ func TestArm64GuestFromMultiPlatformIndex(t *testing.T) {
 		t.Fatalf("clone lost the platform:\n%s", out)
 	}
 	shell(t, env, "a2", "echo CLONE-ARCH=$(uname -m)", "CLONE-ARCH=aarch64")
+
+	// The guest agent is the arm64 build, and it powers off the virt machine, which booted
+	// without firmware has no power button: the stop is a guest power-off, not SIGTERM.
+	waitAgent(t, env, "a2", arm64BootTimeout)
+	if out := env.MustRun("vm", "exec", "a2", "--", "uname", "-m"); strings.TrimSpace(out) != "aarch64" {
+		t.Fatalf("vm exec uname -m in the arm64 clone: %q", out)
+	}
+	env.MustRun("vm", "stop", "a2")
+	if log := env.ConsoleLog(env.Inspect("a2")); !strings.Contains(log, "reboot: Power down") {
+		t.Fatalf("stop of an arm64 guest was not a guest power-off; console tail:\n%s", tail(log))
+	}
 }
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/")

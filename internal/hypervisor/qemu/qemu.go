@@ -243,6 +243,14 @@ func (b *Backend) Stop(ctx context.Context, vm hypervisor.VMRef, opts hypervisor
 	return hypervisor.StopProcess(ctx, vm, b.planOf(vm.RunDir), powerdown, opts)
 }
 
+// HasPowerButton implements hypervisor.PowerButton: the arm64 virt machine has ACPI (and so a
+// power button) only when booted through UEFI firmware; direct kernel boot gives the guest a
+// device tree whose gpio-keys power key Debian's cloud kernel does not build.
+func (b *Backend) HasPowerButton(vm hypervisor.VMRef) bool {
+	l, err := readLayout(vm.RunDir)
+	return err != nil || l.Arch != "arm64" || l.UEFI
+}
+
 // planOf is plan for a VM that may be running: the recorded layout says which QEMU binary
 // runs it; none yet means no process either.
 func (b *Backend) planOf(runDir string) hypervisor.Plan {

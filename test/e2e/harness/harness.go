@@ -46,13 +46,15 @@ func Binary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "cocoon")
-		// The guest agent goes beside cocoon, where cocoon looks for it.
-		for _, pkg := range []string{"cocoon", "cocoon-agent"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+		// The guest agents go beside cocoon, where cocoon looks for them (as make build does).
+		other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+		for _, b := range []struct{ pkg, out, arch string }{{"cocoon", "cocoon", runtime.GOARCH},
+			{"cocoon-agent", "cocoon-agent", runtime.GOARCH}, {"cocoon-agent", "cocoon-agent-" + other, other}} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), "./cmd/"+b.pkg)
 			cmd.Dir = Repo
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+b.arch)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+				buildErr = fmt.Errorf("build %s: %v\n%s", b.out, err, out)
 				return
 			}
 		}
