@@ -289,9 +289,6 @@ func TestForceStopAndCrashedVM(t *testing.T) {
 		t.Fatalf("stop of a crashed VM: %v", err)
 	}
 	assertStopped(t, e.b, s2, p2)
-	e.seen = 0
-	recs, _ := apicheck.ReadRecords(e.log)
-	e.seen = len(recs) // a crashed VM gets no request: nothing answers
 }
 
 func TestForeignPIDIsNeverSignalled(t *testing.T) {
