@@ -108,7 +108,10 @@ func TestStandinCloudHypervisorLifecycle(t *testing.T) {
 
 	// Snapshot, clone with growth, restore.
 	env.MustRun("snapshot", "save", "--name", "s1", "c1")
-	env.MustRun("vm", "clone", "--name", "c2", "--cpu", "2", "--memory", "640M", "s1")
+	env.MustRun("vm", "clone", "--name", "c2", "--cpu", "2", "--memory", "640M", "--on-demand", "s1")
+	if data, _ := os.ReadFile(requests); !strings.Contains(string(data), `"memory_restore_mode":"OnDemand"`) {
+		t.Error("--on-demand did not reach vm.restore")
+	}
 	if vm := env.Inspect("c2"); vm.State != "running" {
 		t.Fatalf("clone: %s", vm.State)
 	}
