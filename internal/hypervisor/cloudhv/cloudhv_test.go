@@ -264,7 +264,35 @@ func TestUEFIGracefulStop(t *testing.T) {
 		t.Fatalf("stop: %v", err)
 	}
 	assertStopped(t, e.b, s, p)
+	poweredOff(t, s)
 	e.golden("stop-graceful-uefi")
+}
+
+// poweredOff checks that the VM ended by its guest powering off, not by a signal.
+func poweredOff(t *testing.T, s hypervisor.VMSpec) {
+	t.Helper()
+	data, _ := os.ReadFile(logPath(s.LogDir))
+	if !strings.Contains(string(data), "guest powered off") {
+		t.Errorf("the VM did not power off by itself; its log:\n%s", data)
+	}
+}
+
+// TestUEFIGracefulStopWhilePaused: a paused guest cannot see the power button, so Stop
+// resumes it first (a snapshot that never resumed must still stop gracefully).
+func TestUEFIGracefulStopWhilePaused(t *testing.T) {
+	e := newEnv(t)
+	s := e.uefi(e.spec("paused1"))
+	p := e.start(s)
+	if err := e.b.Pause(context.Background(), refOf(s, p)); err != nil {
+		t.Fatal(err)
+	}
+	e.skip()
+	if err := e.b.Stop(context.Background(), refOf(s, p), hypervisor.StopOptions{}); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	assertStopped(t, e.b, s, p)
+	poweredOff(t, s)
+	e.golden("stop-graceful-paused")
 }
 
 func TestForceStopAndCrashedVM(t *testing.T) {
