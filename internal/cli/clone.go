@@ -71,7 +71,7 @@ func (a *app) vmClone() *cobra.Command {
 	f.StringVar(&o.Bridge, "bridge", "", "TAP-on-bridge mode (exclusive with --network)")
 	f.BoolVar(&o.NoDirectIO, "no-direct-io", false, "page cache instead of O_DIRECT (default: inherit)")
 	f.BoolVar(&o.Pull, "pull", false, "pull the base image by the snapshot's digest when missing")
-	onDemandFlag(f)
+	onDemandFlag(f, &o.OnDemand)
 	f.StringVar(&o.Platform, "platform", "", "refuse unless the snapshot is of this platform (linux/amd64 or linux/arm64)")
 	f.StringVarP(&output, "output", "o", "", "print the VM as json")
 	return cmd
@@ -79,8 +79,8 @@ func (a *app) vmClone() *cobra.Command {
 
 // onDemandFlag accepts --on-demand (lazy memory loading on Cloud Hypervisor): a QEMU clone or
 // restore already maps the snapshot's memory file copy-on-write, loading pages on first touch.
-func onDemandFlag(f *pflag.FlagSet) {
-	f.Bool("on-demand", false, "load memory pages lazily (always the case on QEMU, which maps the snapshot's memory copy-on-write)")
+func onDemandFlag(f *pflag.FlagSet, v *bool) {
+	f.BoolVar(v, "on-demand", false, "load memory pages lazily (always the case on QEMU, which maps the snapshot's memory copy-on-write)")
 }
 
 // printCloneHints prints the guest-side commands that move the guest's network config to the
@@ -156,7 +156,7 @@ func (a *app) vmRestore() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&o.CPU, "cpu", 0, "boot CPUs (0 = keep; must be >= the snapshot's)")
 	cmd.Flags().StringVar(&memory, "memory", "", "memory size (empty = keep; must be >= the snapshot's; growth is hot-added)")
-	onDemandFlag(cmd.Flags())
+	onDemandFlag(cmd.Flags(), &o.OnDemand)
 	cmd.Flags().StringVar(&storage, "storage", "", "COW disk size (empty = keep; must be >= the snapshot's)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "print the VM as json")
 	return cmd

@@ -33,6 +33,8 @@ type Config struct {
 	QEMUBinary string `mapstructure:"qemu_binary"`
 	CHBinary   string `mapstructure:"ch_binary"`
 	FCBinary   string `mapstructure:"fc_binary"`
+	// CHFirmware is Cloud Hypervisor's UEFI firmware (CLOUDHV.fd); "" = <root_dir>/firmware/CLOUDHV.fd.
+	CHFirmware string `mapstructure:"ch_firmware"`
 	// MemoryDir holds guest RAM files; tmpfs keeps snapshots and clones off the disk.
 	MemoryDir    string `mapstructure:"memory_dir"`
 	FirmwareCode string `mapstructure:"firmware_code"`
@@ -80,6 +82,7 @@ var defaults = map[string]any{
 	"qemu_binary":                    "qemu-system-x86_64",
 	"ch_binary":                      "cloud-hypervisor",
 	"fc_binary":                      "firecracker",
+	"ch_firmware":                    "",
 	"memory_dir":                     "/dev/shm/cocoon",
 	"firmware_code":                  "/usr/share/OVMF/OVMF_CODE.fd",
 	"firmware_vars":                  "/usr/share/OVMF/OVMF_VARS.fd",
@@ -204,6 +207,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%s %q: %w", d.key, *d.val, err)
 		}
 		*d.val = abs
+	}
+	if c.CHFirmware == "" {
+		c.CHFirmware = filepath.Join(c.RootDir, "firmware", "CLOUDHV.fd")
 	}
 	var errs []error
 	if !oneOf(strings.ToLower(c.Log.Level), "debug", "info", "warn", "error") {

@@ -35,6 +35,9 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.CHFirmware != "/var/lib/cocoon/firmware/CLOUDHV.fd" {
+		t.Fatalf("ch_firmware default %q: want <root_dir>/firmware/CLOUDHV.fd", c.CHFirmware)
+	}
 	if c.RootDir != "/var/lib/cocoon" || c.RunDir != "/var/lib/cocoon/run" || c.LogDir != "/var/log/cocoon" ||
 		c.CNIBinDir != "/opt/cni/bin" || c.CNIConfDir != "/etc/cni/net.d" || c.Log.Level != "info" ||
 		strings.Join(c.DNS, ",") != "8.8.8.8,1.1.1.1" || c.StopTimeoutSeconds != 30 || c.PoolSize < 1 || c.MaxLayerBytes != 64<<30 {
@@ -57,6 +60,7 @@ accel: tcg
 qemu_binary: /f/qemu
 ch_binary: /f/ch
 fc_binary: /f/fc
+ch_firmware: /f/CLOUDHV.fd
 memory_dir: /f/mem
 firmware_code: /f/code.fd
 firmware_vars: /f/vars.fd
@@ -80,7 +84,7 @@ log:
 		t.Fatal(err)
 	}
 	want := Config{RootDir: "/f/root", RunDir: "/f/run", LogDir: "/f/log", CNIConfDir: "/f/conf", CNIBinDir: "/f/bin",
-		DNS: []string{"9.9.9.9"}, Hypervisor: "qemu", Accel: "tcg", QEMUBinary: "/f/qemu", CHBinary: "/f/ch", FCBinary: "/f/fc",
+		DNS: []string{"9.9.9.9"}, Hypervisor: "qemu", Accel: "tcg", QEMUBinary: "/f/qemu", CHBinary: "/f/ch", FCBinary: "/f/fc", CHFirmware: "/f/CLOUDHV.fd",
 		MemoryDir: "/f/mem", FirmwareCode: "/f/code.fd", FirmwareVars: "/f/vars.fd", StopTimeoutSeconds: 7,
 		FirmwareCodeARM64: "/f/acode.fd", FirmwareVarsARM64: "/f/avars.fd",
 		TerminateGracePeriodSeconds: 3, SocketWaitTimeoutSeconds: 4, PoolSize: 3, MaxLayerSize: "2G", MaxLayerBytes: 2 << 30,
@@ -91,7 +95,7 @@ log:
 		"COCOON_ROOT_DIR": "/e/root", "COCOON_RUN_DIR": "/e/run", "COCOON_LOG_DIR": "/e/log",
 		"COCOON_CNI_CONF_DIR": "/e/conf", "COCOON_CNI_BIN_DIR": "/e/bin", "COCOON_DNS": "1.2.3.4;5.6.7.8",
 		"COCOON_HYPERVISOR": "firecracker", "COCOON_ACCEL": "kvm", "COCOON_QEMU_BINARY": "/e/qemu",
-		"COCOON_CH_BINARY": "/e/ch", "COCOON_FC_BINARY": "/e/fc", "COCOON_MEMORY_DIR": "/e/mem",
+		"COCOON_CH_BINARY": "/e/ch", "COCOON_FC_BINARY": "/e/fc", "COCOON_CH_FIRMWARE": "/e/CLOUDHV.fd", "COCOON_MEMORY_DIR": "/e/mem",
 		"COCOON_FIRMWARE_CODE": "/e/code.fd", "COCOON_FIRMWARE_VARS": "/e/vars.fd",
 		"COCOON_FIRMWARE_CODE_ARM64": "/e/acode.fd", "COCOON_FIRMWARE_VARS_ARM64": "/e/avars.fd",
 		"COCOON_STOP_TIMEOUT_SECONDS": "8", "COCOON_TERMINATE_GRACE_PERIOD_SECONDS": "2",
@@ -108,7 +112,7 @@ log:
 	}
 	want = Config{RootDir: "/e/root", RunDir: "/e/run", LogDir: "/e/log", CNIConfDir: "/e/conf", CNIBinDir: "/e/bin",
 		DNS: []string{"1.2.3.4", "5.6.7.8"}, Hypervisor: "firecracker", Accel: "kvm", QEMUBinary: "/e/qemu", CHBinary: "/e/ch",
-		FCBinary: "/e/fc", MemoryDir: "/e/mem", FirmwareCode: "/e/code.fd", FirmwareVars: "/e/vars.fd", StopTimeoutSeconds: 8,
+		FCBinary: "/e/fc", CHFirmware: "/e/CLOUDHV.fd", MemoryDir: "/e/mem", FirmwareCode: "/e/code.fd", FirmwareVars: "/e/vars.fd", StopTimeoutSeconds: 8,
 		FirmwareCodeARM64: "/e/acode.fd", FirmwareVarsARM64: "/e/avars.fd",
 		TerminateGracePeriodSeconds: 2, SocketWaitTimeoutSeconds: 6, PoolSize: 5, MaxLayerSize: "512m", MaxLayerBytes: 512 << 20,
 		Log: Log{Level: "debug", Format: "text", File: "/e/cocoon.log", MaxSizeMB: 21, MaxAgeDays: 22, MaxBackups: 23}}

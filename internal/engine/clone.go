@@ -34,6 +34,8 @@ type CloneOptions struct {
 	NoDirectIO    bool
 	Pull          bool
 	Platform      string // if set, the snapshot's platform must be this one
+	// OnDemand loads guest memory lazily where the backend offers a choice (Cloud Hypervisor).
+	OnDemand bool
 }
 
 // resources are the sizes a clone or restore asks for, checked against the snapshot.
@@ -141,7 +143,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
 		{"new cloud-init identity", func(context.Context) error { return e.freshCidata(vm) }, nil},
-		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap) }, nil},
+		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap, o.OnDemand) }, nil},
 	}
 	if err := e.withVMLock(ctx, id, func() error { return runSteps(ctx, "clone "+snap.Name, steps) }); err != nil {
 		return nil, err
@@ -302,7 +304,7 @@ func virtualSize(d hypervisor.Disk) (int64, error) {
 }
 
 // resumeFrom starts the VM's hypervisor from the snapshot's state and records it running.
-func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot) error {
+func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot, onDemand bool) error {
 	spec, files, err := e.buildSpec(vm, vm.CidataAttached)
 	defer closeFiles(files)
 	if err != nil {
@@ -311,7 +313,9 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 	if err := e.makeMemoryDir(spec.MemoryDir); err != nil {
 		return err
 	}
-	proc, err := sn.StartFromSnapshot(ctx, spec, snapshotSource(e.snaps.Dir(snap.ID), &snap.Manifest))
+	src := snapshotSource(e.snaps.Dir(snap.ID), &snap.Manifest)
+	src.OnDemand = onDemand
+	proc, err := sn.StartFromSnapshot(ctx, spec, src)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ type RestoreOptions struct {
 	CPU     int
 	Memory  int64
 	Storage int64
+	// OnDemand loads guest memory lazily where the backend offers a choice (Cloud Hypervisor).
+	OnDemand bool
 }
 
 // Restore rolls a running VM back to one of its own snapshots, keeping its network identity.
@@ -84,7 +86,7 @@ func (e *Engine) Restore(ctx context.Context, vmRef, snapRef string, o RestoreOp
 		if err := swapIn(&next, staging, vm.RunDir); err != nil {
 			return e.markError(ctx, vm, fmt.Errorf("restore %s: %w", vm.Name, err))
 		}
-		if err := e.resumeFrom(ctx, sn, &next, snap); err != nil {
+		if err := e.resumeFrom(ctx, sn, &next, snap, o.OnDemand); err != nil {
 			return e.markError(ctx, vm, fmt.Errorf("restore %s: %w", vm.Name, err))
 		}
 		out = &next

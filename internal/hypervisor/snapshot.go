@@ -40,4 +40,8 @@ type SnapshotSource struct {
 	MaxCPUs     int      // the snapshotted VM's MaxCPUs (0 = CPUs)
 	MemoryBytes int64    // must equal spec.MemoryBytes unless Capabilities.MemoryGrowOnClone
 	MACs        []string // NIC MACs inside the saved state, in order; spec.NICs has at least as many
+	// OnDemand loads guest memory lazily (`--on-demand`: Cloud Hypervisor's memory_restore_mode
+	// OnDemand, pages faulted in from the snapshot as the guest touches them). Backends that
+	// always map the snapshot's memory lazily (QEMU, Firecracker) ignore it.
+	OnDemand bool
 }

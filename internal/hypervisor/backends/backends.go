@@ -4,6 +4,7 @@
 package backends
 
 import (
+	_ "github.com/cocoonstack/cocoon/internal/hypervisor/cloudhv"     // Cloud Hypervisor (KVM)
 	_ "github.com/cocoonstack/cocoon/internal/hypervisor/firecracker" // Firecracker, by name only (--fc)
 	_ "github.com/cocoonstack/cocoon/internal/hypervisor/qemu"        // QEMU/KVM or TCG
 )
