@@ -110,6 +110,9 @@ func (e *Engine) Debug(ctx context.Context, o DebugOptions) (string, error) {
 	vm.Config.MaxCPU = max(o.MaxCPU, o.CPU)
 	spec := specOf(vm, true)
 	spec.BalloonBytes = int64(o.BalloonMB) << 20
+	if spec.Boot.Kernel, err = e.bootKernel(b.Capabilities(), spec.Boot.Kernel); err != nil {
+		return "", err
+	}
 	cmd, err := b.DebugCommand(spec)
 	if err != nil {
 		return "", err
