@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -58,6 +59,9 @@ const (
 // readyOK is what the relay writes once its socket listens; anything else is an error text.
 const readyOK = "ok"
 
+// ProcessName is a relay's argv[0], for ps and pgrep.
+const ProcessName = "cocoon-console-relay"
+
 // startTimeout bounds how long Start waits for the relay to listen.
 const startTimeout = 10 * time.Second
 
@@ -77,7 +81,9 @@ func Start(o Options) (int, error) {
 	}
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{"cocoon-console-relay"}
+	// argv is for ps and pgrep only (the relay reads its options from the environment).
+	cmd.Args = []string{ProcessName, cfg.socket}
+	cmd.Dir = "/"
 	cmd.Env = cfg.env()
 	cmd.ExtraFiles = []*os.File{pw}
 	if o.Endpoint.FD != nil {
@@ -90,16 +96,20 @@ func Start(o Options) (int, error) {
 		return 0, fmt.Errorf("start console relay: %w", err)
 	}
 	// Reap it while this process lives; afterwards init does.
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	ch := &child{proc: cmd.Process, exited: make(chan struct{})}
+	started.Store(cmd.Process.Pid, ch)
+	go func() {
+		_ = cmd.Wait()
+		started.CompareAndDelete(cmd.Process.Pid, ch)
+		close(ch.exited)
+	}()
 
 	_ = pr.SetReadDeadline(time.Now().Add(startTimeout))
 	msg, rerr := io.ReadAll(io.LimitReader(pr, 4096))
 	if rerr == nil && string(msg) == readyOK {
 		return cmd.Process.Pid, nil
 	}
-	_ = cmd.Process.Kill()
-	<-exited
+	Kill(cmd.Process.Pid)
 	switch {
 	case rerr != nil:
 		return 0, fmt.Errorf("console relay for %s did not start: %w", o.Socket, rerr)
@@ -107,6 +117,26 @@ func Start(o Options) (int, error) {
 		return 0, fmt.Errorf("console relay for %s exited during startup (is relay.Init called first in main?)", o.Socket)
 	}
 	return 0, fmt.Errorf("console relay for %s: %s", o.Socket, strings.TrimSpace(string(msg)))
+}
+
+// started are the relays this process started, by PID, for Kill.
+var started sync.Map // int → *child
+
+type child struct {
+	proc   *os.Process // signals go through its pidfd: never to a reused PID
+	exited chan struct{}
+}
+
+// Kill ends a relay this process started (e.g. when the launch it belongs to fails) and waits
+// until it is gone. PIDs of other processes are ignored: Kill never signals a stranger.
+func Kill(pid int) {
+	v, ok := started.LoadAndDelete(pid)
+	if !ok {
+		return
+	}
+	c := v.(*child)
+	_ = c.proc.Kill()
+	<-c.exited
 }
 
 // config is the validated form of Options that crosses the exec boundary.

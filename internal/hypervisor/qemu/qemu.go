@@ -90,6 +90,7 @@ func (b *Backend) Available() error {
 // Runtime files of one VM.
 func qmpPath(runDir string) string     { return filepath.Join(runDir, "qmp.sock") }
 func consolePath(runDir string) string { return filepath.Join(runDir, "console.sock") }
+func serialPath(runDir string) string  { return filepath.Join(runDir, "serial.sock") }
 func pidPath(runDir string) string     { return filepath.Join(runDir, "qemu.pid") }
 func cmdlinePath(runDir string) string { return filepath.Join(runDir, "cmdline") }
 
@@ -185,6 +186,12 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	logStart := fileSize(log)
 	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binaryFor(spec.Arch), Args: args,
 		ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
+	relayPID := 0
+	if err == nil {
+		if relayPID, err = startConsoleRelay(spec); err != nil {
+			child.Kill()
+		}
+	}
 	if err == nil {
 		var c *qmpClient
 		if c, err = b.awaitQMP(ctx, spec.RunDir, child, log, logStart); err == nil {
@@ -203,6 +210,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		}
 	}
 	if err != nil {
+		stopConsoleRelay(relayPID)
 		if cerr := removeRuntime(spec.RunDir); cerr != nil {
 			slog.Warn("clean up after failed start", "vm", spec.ID, "err", cerr)
 		}
@@ -296,7 +304,7 @@ func removeRuntime(runDir string) error {
 	if target, err := os.Readlink(ramLink(runDir)); err == nil {
 		errs = append(errs, removeIfExists(target))
 	}
-	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)} {
+	for _, p := range []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), serialPath(runDir), pidPath(runDir), layoutPath(runDir)} {
 		errs = append(errs, removeIfExists(p))
 	}
 	errs = append(errs, removeAgentSockets(runDir))
@@ -340,7 +348,7 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true}
+	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true, selfConsole: true}
 	args, _ := ab.build()
 	return shellJoin(b.binaryFor(spec.Arch), args, true), nil
 }
