@@ -184,13 +184,14 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 
 	log := logPath(spec.LogDir)
 	logStart := fileSize(log)
-	child, err := hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binaryFor(spec.Arch), Args: args,
-		ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
-	relayPID := 0
+	// The relay first: QEMU holds the guest until the relay connects to its serial port, so a
+	// CLI killed between the two steps must not leave a QEMU waiting for nobody; a relay
+	// without its QEMU gives up by itself.
+	relayPID, err := startConsoleRelay(spec)
+	var child *hypervisor.Child
 	if err == nil {
-		if relayPID, err = startConsoleRelay(spec); err != nil {
-			child.Kill()
-		}
+		child, err = hypervisor.Launch(hypervisor.LaunchOptions{Binary: b.binaryFor(spec.Arch), Args: args,
+			ExtraFiles: files, LogPath: log, PIDPath: pidPath(spec.RunDir)})
 	}
 	if err == nil {
 		var c *qmpClient
