@@ -13,8 +13,9 @@ import (
 // to console.log and serves `vm console` on console.sock. It exits when QEMU does, or when no
 // QEMU comes to serve serial.sock within relayDialTimeout.
 func startConsoleRelay(spec hypervisor.VMSpec) (int, error) {
-	// The relay of the previous run (no QEMU runs now) may still be writing its last output.
-	if err := relay.Wait(consoleLogPath(spec.LogDir), 5*time.Second); err != nil {
+	// The relay of the previous run (no QEMU runs now) may still be writing its last output,
+	// or, when a CLI was killed between starting it and QEMU, still be dialing for a while.
+	if err := relay.Wait(consoleLogPath(spec.LogDir), relayDialTimeout+5*time.Second); err != nil {
 		return 0, fmt.Errorf("console: %w", err)
 	}
 	pid, err := relay.Start(relay.Options{
