@@ -25,6 +25,11 @@ import (
 )
 
 // Endpoint is where the relay reads/writes the guest console. Exactly one field is set.
+//
+// The relay ends when the endpoint does, so nothing but the hypervisor may hold the other
+// side: with FD (a PTY master) the caller closes its copy of the master after Start and every
+// copy of the slave except the hypervisor's; then the hypervisor's exit reaches the relay as
+// EIO. With Dial the hypervisor's socket must not be the relay's Socket.
 type Endpoint struct {
 	FD   *os.File // an open stream (e.g. a PTY master); passed to the relay process
 	Dial string   // a unix socket the hypervisor serves; the relay connects, retrying until DialTimeout
