@@ -470,3 +470,34 @@ func TestStalledClientNeverBlocksTheGuest(t *testing.T) {
 	hv.Close()
 	eventually(t, "relay exits", gone(pid))
 }
+
+// TestKillStale: a relay left dialing for a hypervisor that never came (its launch was
+// interrupted) is ended by its socket path, and only that one.
+func TestKillStale(t *testing.T) {
+	dir := shortDir(t)
+	start := func(name string) (int, string, string) {
+		sock, log := filepath.Join(dir, name+".sock"), filepath.Join(dir, name+".log")
+		pid, err := Start(Options{Endpoint: Endpoint{Dial: filepath.Join(dir, "nobody-"+name)}, Socket: sock, Log: log,
+			DialTimeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { Kill(pid) })
+		return pid, sock, log
+	}
+	stale, staleSock, staleLog := start("stale")
+	other, _, _ := start("other")
+	if err := KillStale(staleSock); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "stale relay gone", gone(stale))
+	if err := Wait(staleLog, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if gone(other)() {
+		t.Fatal("KillStale ended a relay of another socket")
+	}
+	if err := KillStale(filepath.Join(dir, "none.sock")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -13,15 +13,22 @@ import (
 // to console.log and serves `vm console` on console.sock. It exits when QEMU does, or when no
 // QEMU comes to serve serial.sock within relayDialTimeout.
 func startConsoleRelay(spec hypervisor.VMSpec) (int, error) {
-	// The relay of the previous run (no QEMU runs now) may still be writing its last output,
-	// or, when a CLI was killed between starting it and QEMU, still be dialing for a while.
-	if err := relay.Wait(consoleLogPath(spec.LogDir), relayDialTimeout+5*time.Second); err != nil {
-		return 0, fmt.Errorf("console: %w", err)
+	// No QEMU runs for this VM (launch checked), but the relay of the previous run may still
+	// be writing its last output; one still there after that was left dialing by a CLI killed
+	// between starting it and QEMU.
+	log := consoleLogPath(spec.LogDir)
+	if err := relay.Wait(log, 2*time.Second); err != nil {
+		if err := relay.KillStale(consolePath(spec.RunDir)); err != nil {
+			return 0, fmt.Errorf("console: %w", err)
+		}
+		if err := relay.Wait(log, 5*time.Second); err != nil {
+			return 0, fmt.Errorf("console: %w", err)
+		}
 	}
 	pid, err := relay.Start(relay.Options{
 		Endpoint: relay.Endpoint{Dial: serialPath(spec.RunDir)},
 		Socket:   consolePath(spec.RunDir),
-		Log:      consoleLogPath(spec.LogDir),
+		Log:      log,
 		// QEMU creates the socket early in its startup, but a loaded host can be slow.
 		DialTimeout: relayDialTimeout,
 	})
