@@ -57,7 +57,7 @@ func TestSeekLastLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := seekLastLines(f, n); err != nil {
+		if err := seekLastLines(f, n, 0); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := io.ReadAll(f)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,29 +19,92 @@ import (
 func (a *app) vmLogs() *cobra.Command {
 	var follow bool
 	var tail int
+	var since string
 	cmd := &cobra.Command{
 		Use:   "logs [flags] VM",
 		Short: "Print the VM's console log (any guest; no agent needed)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print the VM's console log: everything its serial console printed, across restarts
+(any guest; no agent needed).
+
+--since T prints only output logged at or after T: an RFC 3339 time
+(2026-11-30T21:00:00Z), unix seconds (1764536400 or 1764536400.25), or a duration
+before now (10m, 1h30m). It combines with --tail (the last N lines of that) and
+-f. Times come from the console's timestamp index, exact to about 10 ms; a VM
+last started before cocoon kept one must be restarted first.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var from time.Time
+			if since != "" {
+				var err error
+				if from, err = parseSince(since, time.Now()); err != nil {
+					return err
+				}
+			}
 			e, err := a.engine(engine.Options{})
 			if err != nil {
 				return err
 			}
-			p, _, err := e.ConsoleLogPath(cmd.Context(), args[0])
+			var p string
+			var offset int64
+			if since == "" {
+				p, _, err = e.ConsoleLogPath(cmd.Context(), args[0])
+			} else {
+				var vm *engine.VM
+				p, offset, vm, err = e.ConsoleLogSince(cmd.Context(), args[0], from)
+				if errors.Is(err, engine.ErrNoConsoleTimes) {
+					return fmt.Errorf("--since needs console timestamps, which VM %s (started before cocoon recorded them) does not have: restart it", vm.Name)
+				}
+			}
 			if err != nil {
 				return err
 			}
-			return printLog(cmd.Context(), a.stdout, p, tail, follow)
+			return printLog(cmd.Context(), a.stdout, p, offset, tail, follow)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing as the console writes (until interrupted)")
 	cmd.Flags().IntVarP(&tail, "tail", "n", -1, "print only the last N lines (-1 = all)")
+	cmd.Flags().StringVar(&since, "since", "", "print only output logged at or after this time (RFC 3339, unix seconds, or a duration before now such as 10m)")
 	return cmd
 }
 
-// printLog copies the log (its last n lines when n >= 0), then follows it when asked.
-func printLog(ctx context.Context, w io.Writer, p string, n int, follow bool) error {
+// parseSince reads a --since value as docker does: an RFC 3339 time, unix seconds (with an
+// optional fraction), or a duration counted back from now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if sec, frac, ok := splitUnix(s); ok {
+		return time.Unix(sec, frac), nil
+	}
+	return time.Time{}, fmt.Errorf("invalid --since %q: use an RFC 3339 time (2026-11-30T21:00:00Z), unix seconds (1764536400.5) or a duration before now (10m)", s)
+}
+
+// splitUnix parses "seconds[.fraction]" (up to nanoseconds) exactly, without float rounding.
+func splitUnix(s string) (int64, int64, bool) {
+	whole, frac, hasFrac := strings.Cut(s, ".")
+	if whole == "" || strings.Trim(whole, "0123456789") != "" || len(whole) > 12 {
+		return 0, 0, false
+	}
+	sec, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	if !hasFrac {
+		return sec, 0, true
+	}
+	if frac == "" || len(frac) > 9 || strings.Trim(frac, "0123456789") != "" {
+		return 0, 0, false
+	}
+	ns, _ := strconv.ParseInt(frac+strings.Repeat("0", 9-len(frac)), 10, 64)
+	return sec, ns, true
+}
+
+// printLog copies the log from offset (its last n lines from there when n >= 0), then follows
+// it when asked.
+func printLog(ctx context.Context, w io.Writer, p string, offset int64, n int, follow bool) error {
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		if !follow {
@@ -58,9 +123,12 @@ func printLog(ctx context.Context, w io.Writer, p string, n int, follow bool) er
 	}
 	defer f.Close()
 	if n >= 0 {
-		if err := seekLastLines(f, n); err != nil {
-			return err
-		}
+		err = seekLastLines(f, n, offset)
+	} else {
+		_, err = f.Seek(offset, io.SeekStart)
+	}
+	if err != nil {
+		return err
 	}
 	r := bufio.NewReader(f)
 	for {
@@ -78,25 +146,26 @@ func printLog(ctx context.Context, w io.Writer, p string, n int, follow bool) er
 	}
 }
 
-// seekLastLines positions f at the start of its last n lines.
-func seekLastLines(f *os.File, n int) error {
+// seekLastLines positions f at the start of its last n lines, but not before floor.
+func seekLastLines(f *os.File, n int, floor int64) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	size := st.Size()
+	floor = min(max(floor, 0), size)
 	if n == 0 {
 		_, err := f.Seek(size, io.SeekStart)
 		return err
 	}
 	pos := size
 	last := make([]byte, 1)
-	if _, err := f.ReadAt(last, size-1); err == nil && last[0] == '\n' {
+	if _, err := f.ReadAt(last, size-1); err == nil && last[0] == '\n' && pos > floor {
 		pos-- // the newline ending the log does not start a line
 	}
 	buf := make([]byte, 64<<10)
-	for count := 0; pos > 0; {
-		start := max(pos-int64(len(buf)), 0)
+	for count := 0; pos > floor; {
+		start := max(pos-int64(len(buf)), floor)
 		chunk := buf[:pos-start]
 		if _, err := f.ReadAt(chunk, start); err != nil {
 			return err
@@ -111,6 +180,6 @@ func seekLastLines(f *os.File, n int) error {
 		}
 		pos = start
 	}
-	_, err = f.Seek(0, io.SeekStart)
+	_, err = f.Seek(floor, io.SeekStart)
 	return err
 }

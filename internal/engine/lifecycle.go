@@ -212,6 +212,7 @@ func (e *Engine) stopLocked(ctx context.Context, vm *VM, o StopOptions) (*VM, er
 		if err != nil {
 			return nil, e.markError(ctx, vm, fmt.Errorf("stop: %w", err))
 		}
+		e.awaitConsoleRelay(b, vm)
 	}
 	return e.updateVM(ctx, vm.ID, func(r *VM) error {
 		now := time.Now().UTC()

@@ -19,11 +19,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // Endpoint is where the relay reads/writes the guest console. Exactly one field is set.
+//
+// The relay ends when the endpoint does, so nothing but the hypervisor may hold the other
+// side: with FD (a PTY master) the caller closes its copy of the master after Start and every
+// copy of the slave except the hypervisor's; then the hypervisor's exit reaches the relay as
+// EIO. With Dial the hypervisor's socket must not be the relay's Socket.
 type Endpoint struct {
 	FD   *os.File // an open stream (e.g. a PTY master); passed to the relay process
 	Dial string   // a unix socket the hypervisor serves; the relay connects, retrying until DialTimeout
@@ -58,6 +64,9 @@ const (
 // readyOK is what the relay writes once its socket listens; anything else is an error text.
 const readyOK = "ok"
 
+// ProcessName is a relay's argv[0], for ps and pgrep.
+const ProcessName = "cocoon-console-relay"
+
 // startTimeout bounds how long Start waits for the relay to listen.
 const startTimeout = 10 * time.Second
 
@@ -77,7 +86,9 @@ func Start(o Options) (int, error) {
 	}
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{"cocoon-console-relay"}
+	// argv is for ps and pgrep only (the relay reads its options from the environment).
+	cmd.Args = []string{ProcessName, cfg.socket}
+	cmd.Dir = "/"
 	cmd.Env = cfg.env()
 	cmd.ExtraFiles = []*os.File{pw}
 	if o.Endpoint.FD != nil {
@@ -90,16 +101,20 @@ func Start(o Options) (int, error) {
 		return 0, fmt.Errorf("start console relay: %w", err)
 	}
 	// Reap it while this process lives; afterwards init does.
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	ch := &child{proc: cmd.Process, exited: make(chan struct{})}
+	started.Store(cmd.Process.Pid, ch)
+	go func() {
+		_ = cmd.Wait()
+		started.CompareAndDelete(cmd.Process.Pid, ch)
+		close(ch.exited)
+	}()
 
 	_ = pr.SetReadDeadline(time.Now().Add(startTimeout))
 	msg, rerr := io.ReadAll(io.LimitReader(pr, 4096))
 	if rerr == nil && string(msg) == readyOK {
 		return cmd.Process.Pid, nil
 	}
-	_ = cmd.Process.Kill()
-	<-exited
+	Kill(cmd.Process.Pid)
 	switch {
 	case rerr != nil:
 		return 0, fmt.Errorf("console relay for %s did not start: %w", o.Socket, rerr)
@@ -107,6 +122,26 @@ func Start(o Options) (int, error) {
 		return 0, fmt.Errorf("console relay for %s exited during startup (is relay.Init called first in main?)", o.Socket)
 	}
 	return 0, fmt.Errorf("console relay for %s: %s", o.Socket, strings.TrimSpace(string(msg)))
+}
+
+// started are the relays this process started, by PID, for Kill.
+var started sync.Map // int → *child
+
+type child struct {
+	proc   *os.Process // signals go through its pidfd: never to a reused PID
+	exited chan struct{}
+}
+
+// Kill ends a relay this process started (e.g. when the launch it belongs to fails) and waits
+// until it is gone. PIDs of other processes are ignored: Kill never signals a stranger.
+func Kill(pid int) {
+	v, ok := started.LoadAndDelete(pid)
+	if !ok {
+		return
+	}
+	c := v.(*child)
+	_ = c.proc.Kill()
+	<-c.exited
 }
 
 // config is the validated form of Options that crosses the exec boundary.

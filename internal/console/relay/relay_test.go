@@ -410,3 +410,94 @@ func TestSinceLive(t *testing.T) {
 	slave.Close()
 	eventually(t, "relay exits", gone(pid))
 }
+
+// TestStalledClientNeverBlocksTheGuest: a client that stops reading (a suspended terminal)
+// is dropped once far behind; the hypervisor's writes keep flowing and are all logged.
+func TestStalledClientNeverBlocksTheGuest(t *testing.T) {
+	dir := shortDir(t)
+	hvSock := filepath.Join(dir, "serial.sock")
+	ln, err := net.Listen("unix", hvSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sock, log := filepath.Join(dir, "console.sock"), filepath.Join(dir, "console.log")
+	pid, err := Start(Options{Endpoint: Endpoint{Dial: hvSock}, Socket: sock, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled, err := net.Dial("unix", sock) // never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	// Make sure the relay has accepted the stalled client before the flood.
+	live := attach(t, sock)
+	eventually(t, "clients attached", func() bool {
+		_, _ = hv.Write([]byte("ping\n"))
+		time.Sleep(5 * time.Millisecond)
+		return live.has("ping")()
+	})
+	before, _ := os.Stat(log)
+	const total = 4 * maxQueued
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	done := make(chan error, 1)
+	go func() {
+		for n := 0; n < total; n += len(chunk) {
+			if _, err := hv.Write(chunk); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(patience):
+		t.Fatal("the hypervisor's console writes blocked behind a stalled client")
+	}
+	eventually(t, "all output logged", func() bool {
+		st, _ := os.Stat(log)
+		return st.Size() >= before.Size()+total
+	})
+	hv.Close()
+	eventually(t, "relay exits", gone(pid))
+}
+
+// TestKillStale: a relay left dialing for a hypervisor that never came (its launch was
+// interrupted) is ended by its socket path, and only that one.
+func TestKillStale(t *testing.T) {
+	dir := shortDir(t)
+	start := func(name string) (int, string, string) {
+		sock, log := filepath.Join(dir, name+".sock"), filepath.Join(dir, name+".log")
+		pid, err := Start(Options{Endpoint: Endpoint{Dial: filepath.Join(dir, "nobody-"+name)}, Socket: sock, Log: log,
+			DialTimeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { Kill(pid) })
+		return pid, sock, log
+	}
+	stale, staleSock, staleLog := start("stale")
+	other, _, _ := start("other")
+	if err := KillStale(staleSock); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "stale relay gone", gone(stale))
+	if err := Wait(staleLog, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if gone(other)() {
+		t.Fatal("KillStale ended a relay of another socket")
+	}
+	if err := KillStale(filepath.Join(dir, "none.sock")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -9,7 +9,7 @@ import (
 )
 
 // Shell runs commands in the guest's console shell: it types into the serial console's unix
-// socket and reads the answer from the console log (QEMU logs guest output only).
+// socket and reads the answer from the console log (which holds guest output only).
 type Shell struct {
 	Socket, Log string
 }

@@ -37,7 +37,9 @@ type argBuilder struct {
 	accel      string
 	tcgCacheMB int
 	tapByName  bool
-	aio        string // disk I/O submission: io_uring or threads (see aioMode)
+	// selfConsole has QEMU serve and log the console itself (DebugCommand: no relay runs).
+	selfConsole bool
+	aio         string // disk I/O submission: io_uring or threads (see aioMode)
 	// incoming makes QEMU wait for a migration stream (StartFromSnapshot).
 	incoming bool
 	// swap marks NICs that start as the snapshot's device on a throw-away TAP (see nics);
@@ -76,11 +78,17 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 		// the file; clones map a copy of it with share=off (copy-on-write).
 		"-object", fmt.Sprintf("memory-backend-file,id=ram,size=%d,mem-path=%s,share=%s,prealloc=off",
 			l.MemoryBytes, optEscape(l.RAM.File), share),
-		"-qmp", "unix:"+optEscape(qmpPath(s.RunDir))+",server=on,wait=off",
-		// The serial console is a socket for `vm console` and is also logged in full.
-		"-chardev", fmt.Sprintf("socket,id=console,path=%s,server=on,wait=off,logfile=%s,logappend=on",
-			optEscape(consolePath(s.RunDir)), optEscape(consoleLogPath(s.LogDir))),
-		"-serial", "chardev:console")
+		"-qmp", "unix:"+optEscape(qmpPath(s.RunDir))+",server=on,wait=off")
+	if b.selfConsole {
+		// No relay runs beside a debug command line: QEMU serves and logs the console itself.
+		b.add("-chardev", fmt.Sprintf("socket,id=console,path=%s,server=on,wait=off,logfile=%s,logappend=on",
+			optEscape(consolePath(s.RunDir)), optEscape(consoleLogPath(s.LogDir))))
+	} else {
+		// The console relay (startConsoleRelay) logs the serial port with timestamps and
+		// serves `vm console`; wait=on holds the guest until it connects, so no output is lost.
+		b.add("-chardev", fmt.Sprintf("socket,id=console,path=%s,server=on,wait=on", optEscape(serialPath(s.RunDir))))
+	}
+	b.add("-serial", "chardev:console")
 	if s.Windows {
 		b.add("-rtc", "base=localtime,driftfix=slew")
 	}

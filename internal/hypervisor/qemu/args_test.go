@@ -231,3 +231,24 @@ func TestArgsForArm64Guests(t *testing.T) {
 		t.Errorf("binaries: %s, %s", b.binaryFor("arm64"), b.binaryFor(""))
 	}
 }
+
+// The serial port: a launched VM's is held by the console relay (QEMU waits for it and keeps
+// no log); a debug command line's is served and logged by QEMU itself, since no relay runs.
+func TestSerialConsoleArgs(t *testing.T) {
+	s := baseSpec()
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256}
+	args, _ := ab.build()
+	want := "socket,id=console,path=" + serialPath(s.RunDir) + ",server=on,wait=on"
+	if got := option(t, args, "-chardev", "socket,id=console,"); got != want {
+		t.Errorf("launch chardev = %s, want %s", got, want)
+	}
+	if got := option(t, args, "-serial", ""); got != "chardev:console" {
+		t.Errorf("-serial %s", got)
+	}
+	dbg := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256, tapByName: true, selfConsole: true}
+	args, _ = dbg.build()
+	got := option(t, args, "-chardev", "socket,id=console,")
+	if !strings.Contains(got, "path="+consolePath(s.RunDir)+",server=on,wait=off,logfile="+consoleLogPath(s.LogDir)) {
+		t.Errorf("debug chardev = %s", got)
+	}
+}

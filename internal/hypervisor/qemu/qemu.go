@@ -104,6 +104,7 @@ func (b *Backend) Available() error {
 // Runtime files of one VM.
 func qmpPath(runDir string) string     { return filepath.Join(runDir, "qmp.sock") }
 func consolePath(runDir string) string { return filepath.Join(runDir, "console.sock") }
+func serialPath(runDir string) string  { return filepath.Join(runDir, "serial.sock") }
 func pidPath(runDir string) string     { return filepath.Join(runDir, "qemu.pid") }
 func cmdlinePath(runDir string) string { return filepath.Join(runDir, "cmdline") }
 
@@ -152,6 +153,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 	setup func(*qmpClient) error) (hypervisor.Process, error) {
 	p := b.plan(spec.RunDir, spec.LogDir, b.binaryFor(spec.Arch))
 	p.VMID, p.Args, p.Files = spec.ID, args, files
+	var relayPID int
 	p.Prepare = func() error {
 		// A launch must not find a previous run's RAM contents.
 		if err := removeIfExists(ramPath(spec)); err != nil {
@@ -165,13 +167,20 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		}
 		// The link marks the RAM file as this VM's own, to delete when it stops; a clone's
 		// RAM is its snapshot's file, which other clones share.
-		if !l.RAM.Shared {
-			return nil
+		if l.RAM.Shared {
+			if err := createRAMFile(l.RAM.File); err != nil {
+				return err
+			}
+			if err := os.Symlink(l.RAM.File, ramLink(spec.RunDir)); err != nil {
+				return err
+			}
 		}
-		if err := createRAMFile(l.RAM.File); err != nil {
-			return err
-		}
-		return os.Symlink(l.RAM.File, ramLink(spec.RunDir))
+		// The relay last, just before QEMU: QEMU holds the guest until the relay connects to
+		// its serial port, so a CLI killed between the two steps must not leave a QEMU
+		// waiting for nobody; a relay without its QEMU gives up by itself.
+		var err error
+		relayPID, err = startConsoleRelay(spec)
+		return err
 	}
 	var c *qmpClient
 	ready := func(ctx context.Context) (err error) {
@@ -183,6 +192,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 		return setup(c)
 	})
 	if err != nil {
+		stopConsoleRelay(relayPID) // QEMU is gone; the relay may still be dialing it
 		return proc, err
 	}
 	proc.Accel, proc.DiskAIO = l.Accel, b.aioMode()
@@ -195,7 +205,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 func (b *Backend) plan(runDir, logDir, binary string) hypervisor.Plan {
 	return hypervisor.Plan{Backend: Name, RunDir: runDir, Binary: binary, Log: logPath(logDir),
 		PIDFile: pidPath(runDir), Control: qmpPath(runDir), Cmdline: cmdlinePath(runDir), Wait: b.socketWait,
-		Runtime: []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)},
+		Runtime: []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), serialPath(runDir), pidPath(runDir), layoutPath(runDir)},
 		Cleanup: func() error {
 			var errs []error
 			// The guest RAM file lives outside the run dir (tmpfs or hugetlbfs).
@@ -290,7 +300,7 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true}
+	ab := argBuilder{spec: spec, layout: coldLayout(spec, accel), accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), tapByName: true, selfConsole: true}
 	args, _ := ab.build()
 	return hypervisor.ShellJoin(b.binaryFor(spec.Arch), args, true), nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoonstack/cocoon/internal/console/relay"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/hypervisor/hvtest"
 )
@@ -51,7 +52,12 @@ func sparseFile(t *testing.T, size int64) string {
 
 func assertGone(t *testing.T, spec hypervisor.VMSpec) {
 	t.Helper()
-	for _, p := range []string{qmpPath(spec.RunDir), consolePath(spec.RunDir), pidPath(spec.RunDir),
+	// The console relay ends by itself once QEMU is gone; the process check below would see
+	// one that did not.
+	if err := relay.Wait(consoleLogPath(spec.LogDir), time.Minute); err != nil {
+		t.Error(err)
+	}
+	for _, p := range []string{qmpPath(spec.RunDir), consolePath(spec.RunDir), serialPath(spec.RunDir), pidPath(spec.RunDir),
 		ramLink(spec.RunDir), ramPath(spec), layoutPath(spec.RunDir)} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s still exists after stop", p)
