@@ -101,7 +101,7 @@ func memoryArg(s hypervisor.VMSpec) string {
 // hotplugSize is what a cold boot of mem bytes reserves for growth: the host's RAM or twice
 // mem, whichever is larger, in whole GiB, minus mem.
 func hotplugSize(mem int64) int64 {
-	m := max(2*mem, hostMemTotal())
+	m := max(2*mem, hypervisor.HostMemTotal())
 	return (m+1<<30-1)&^(1<<30-1) - mem
 }
 

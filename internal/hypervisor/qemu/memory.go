@@ -1,11 +1,10 @@
 package qemu
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
 // Memory hot-add: a cold boot reserves memSlots pc-dimm slots and guest address space up to
@@ -43,25 +42,10 @@ func (l layout) totalMemory() int64 {
 // maxMemFor is the address space a cold boot of mem bytes reserves for growth: the host's RAM
 // or twice mem, whichever is larger, in whole GiB. Reserving costs the host nothing.
 func maxMemFor(mem int64) int64 {
-	m := max(2*mem, hostMemTotal())
+	m := max(2*mem, hypervisor.HostMemTotal())
 	return (m + 1<<30 - 1) &^ (1<<30 - 1)
 }
 
-func hostMemTotal() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
 
 // memoryArgs renders -m and the recorded DIMMs.
 func (b *argBuilder) memoryArgs() {
