@@ -138,33 +138,10 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(consolePath(vm.spec.RunDir)); err == nil {
 		t.Error("console socket left behind")
 	}
-	if pids := processesMentioning(vm.spec.RunDir); len(pids) > 0 {
+	if pids := hvtest.ProcessesMentioning(vm.spec.RunDir); len(pids) > 0 {
 		t.Errorf("processes left: %v", pids)
 	}
 	records(t, log)
-}
-
-// processesMentioning lists PIDs whose command line contains s (FC and relays of a VM).
-func processesMentioning(s string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid := 0
-		for _, c := range e.Name() {
-			if c < '0' || c > '9' {
-				pid = -1
-				break
-			}
-			pid = pid*10 + int(c-'0')
-		}
-		if pid <= 0 || pid == os.Getpid() {
-			continue
-		}
-		if cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(cmd), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 func TestValidateRefusesWhatFirecrackerCannotRun(t *testing.T) {

@@ -277,7 +277,7 @@ func TestCloneRefusesForeignDevicesInState(t *testing.T) {
 				t.Fatalf("StartFromSnapshot of a foreign state = %v", err)
 			}
 			assertGone(t, b, clone.spec, hypervisor.Process{})
-			if pids := processesMentioning(clone.spec.RunDir); len(pids) > 0 {
+			if pids := hvtest.ProcessesMentioning(clone.spec.RunDir); len(pids) > 0 {
 				t.Errorf("processes left: %v", pids)
 			}
 			if data, _ := os.ReadFile(foreign); string(data) != "not the VM's\n" {

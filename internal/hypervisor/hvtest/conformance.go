@@ -73,14 +73,14 @@ func assertGone(t testing.TB, spec hypervisor.VMSpec, before dirState) {
 			}
 		}
 	}
-	if pids := processesMentioning(spec.RunDir); len(pids) > 0 {
+	if pids := ProcessesMentioning(spec.RunDir); len(pids) > 0 {
 		t.Errorf("processes still running for %s: %v", spec.RunDir, pids)
 	}
 }
 
-// processesMentioning lists live processes whose command line or environment contains s
-// (the console relay names its socket in its environment).
-func processesMentioning(s string) []int {
+// ProcessesMentioning lists live processes (this one aside) whose command line or
+// environment contains s: a VM's hypervisor and its console relay name its run dir.
+func ProcessesMentioning(s string) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -200,7 +200,7 @@ func forceStopAndCrash(t *testing.T, tg Target) {
 // waitGone is assertGone once helpers of a killed hypervisor (a console relay) have noticed.
 func waitGone(t testing.TB, spec hypervisor.VMSpec, before dirState) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); len(processesMentioning(spec.RunDir)) > 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); len(ProcessesMentioning(spec.RunDir)) > 0 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assertGone(t, spec, before)

@@ -63,25 +63,9 @@ func assertGone(t *testing.T, spec hypervisor.VMSpec) {
 			t.Errorf("%s still exists after stop", p)
 		}
 	}
-	if pids := processesMentioning(spec.RunDir); len(pids) > 0 {
+	if pids := hvtest.ProcessesMentioning(spec.RunDir); len(pids) > 0 {
 		t.Errorf("processes still running for %s: %v", spec.RunDir, pids)
 	}
-}
-
-// processesMentioning lists live processes whose command line contains s.
-func processesMentioning(s string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(cmd), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // TestBootDevicesAndGracefulStopFromAnotherProcess boots a VM with disks, a multi-queue NIC
