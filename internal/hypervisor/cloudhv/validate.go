@@ -104,4 +104,3 @@ func (b *Backend) validate(s hypervisor.VMSpec, debug bool) error {
 	}
 	return nil
 }
-

@@ -46,7 +46,6 @@ func maxMemFor(mem int64) int64 {
 	return (m + 1<<30 - 1) &^ (1<<30 - 1)
 }
 
-
 // memoryArgs renders -m and the recorded DIMMs.
 func (b *argBuilder) memoryArgs() {
 	l := b.layout
