@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"strconv"
@@ -13,7 +14,13 @@ import (
 // copyOut streams Path as a tar (top entry: its base name) on stdout frames.
 func copyOut(s *session, f *proto.Frame) {
 	s.send(&proto.Frame{Type: proto.TypeStarted})
-	if _, err := tarx.Pack(proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStdout, ID: s.id}, f.Path); err != nil {
+	// Buffered: a tar's many small writes (headers, padding) go out as full frames.
+	bw := bufio.NewWriterSize(s.output(proto.TypeStdout), proto.Chunk)
+	_, err := tarx.Pack(bw, f.Path)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
 		s.fail(err.Error())
 		return
 	}
@@ -51,7 +58,7 @@ func connect(s *session, f *proto.Frame) {
 	s.setHooks(func() { conn.Close() }, nil, nil)
 	s.send(&proto.Frame{Type: proto.TypeStarted})
 	go s.pumpStdin(conn, func() { _ = conn.CloseWrite() })
-	_, _ = io.Copy(proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStdout, ID: s.id}, conn)
+	s.copyOut(proto.TypeStdout, conn)
 	s.finish(0)
 	conn.Close()
 }

@@ -180,9 +180,9 @@ func startExec(s *session, f *proto.Frame) {
 	s.finish(exitCode(err, cmd.ProcessState))
 }
 
-// copyOut sends everything read from r as frames of type typ.
+// copyOut sends everything read from r as frames of type typ, a read per frame.
 func (s *session) copyOut(typ string, r io.Reader) {
-	_, _ = io.Copy(proto.StreamWriter{W: sessionWriter{s}, Type: typ, ID: s.id}, r)
+	_, _ = io.CopyBuffer(s.output(typ), struct{ io.Reader }{r}, make([]byte, proto.Chunk))
 }
 
 // drainAfterExit waits until the output copies end (copied closes). Output still buffered is

@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,8 +41,9 @@ func BenchmarkAgent(b *testing.B) {
 	}
 	b.ReportMetric(float64(median(rtts).Milliseconds()), "exec-true-ms")
 
-	const mb = 8
+	const mb = 20
 	payload := make([]byte, mb<<20)
+	_, _ = rand.Read(payload)
 	t0 := time.Now()
 	if _, errOut, code := execResult(b, env, payload, "vm", "exec", "-i", "ag", "--", "sh", "-c", "cat >/dev/null"); code != 0 {
 		b.Fatalf("exec stdin: %d %s", code, errOut)
@@ -50,6 +55,22 @@ func BenchmarkAgent(b *testing.B) {
 		b.Fatalf("exec stdout: %d, %d bytes, %s", code, len(out), errOut)
 	}
 	b.ReportMetric(mb/time.Since(t0).Seconds(), "exec-stdout-MB/s")
+
+	// vm cp of one file, in and back out.
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "blob"), payload, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	t0 = time.Now()
+	env.MustRun("vm", "cp", filepath.Join(dir, "blob"), "ag:/tmp/blob")
+	b.ReportMetric(mb/time.Since(t0).Seconds(), "cp-in-MB/s")
+	t0 = time.Now()
+	env.MustRun("vm", "cp", "ag:/tmp/blob", filepath.Join(dir, "back"))
+	b.ReportMetric(mb/time.Since(t0).Seconds(), "cp-out-MB/s")
+	if back, err := os.ReadFile(filepath.Join(dir, "back")); err != nil || !bytes.Equal(back, payload) {
+		b.Fatalf("cp round trip differs (err %v)", err)
+	}
+	env.MustRun("vm", "exec", "ag", "--", "rm", "/tmp/blob")
 
 	// The same HTTP download from the guest's httpd, over the network and through the agent.
 	if _, errOut, code := execResult(b, env, nil, "vm", "exec", "ag", "--", "sh", "-c",

@@ -7,6 +7,8 @@
 // "exit" (exit_code) or "error" (message). Version 1 adds, on the same frames: a session id, a
 // TTY with "resize" and "signal", file copy ("copy_in"/"copy_out": a tar stream carried as
 // stdin/stdout) and TCP tunnels ("connect": the socket's bytes carried as stdin/stdout).
+// Version 2 adds, once the agent's "started" frame says "v":2, per-session flow control
+// ("credit" frames, window.go) and data frames in a binary form (binary.go).
 //
 // On a virtio-serial port, which is one byte stream reused by successive host connections, the
 // id tells one session's frames from a previous session's late ones: each side ignores frames
@@ -24,7 +26,7 @@ import (
 )
 
 // Version is the protocol version this package speaks (frame field "v").
-const Version = 1
+const Version = 2
 
 // Transport constants.
 const (
@@ -34,8 +36,10 @@ const (
 	SerialPortPrefix = "org.cocoonstack.agent."
 	// MaxLine bounds one frame; a peer sending longer lines is broken or hostile.
 	MaxLine = 1 << 20
-	// Chunk is the most payload one stdin/stdout/stderr frame carries.
-	Chunk = 32 << 10
+	// Chunk is the most payload one stdin/stdout/stderr frame carries. A frame of it (plus
+	// header and a little escaping) still fits the 32 KiB a guest's virtio-serial write takes
+	// at once.
+	Chunk = 32<<10 - 256
 )
 
 // Frame types.
@@ -48,6 +52,7 @@ const (
 	TypeStdinClose = "stdin_close"
 	TypeResize     = "resize" // v1
 	TypeSignal     = "signal" // v1
+	TypeCredit     = "credit" // v2: Bytes more of the window may be sent
 	TypeStarted    = "started"
 	TypeStdout     = "stdout"
 	TypeStderr     = "stderr"
@@ -77,6 +82,10 @@ type Frame struct {
 	PID      int    `json:"pid,omitempty"`
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Message  string `json:"message,omitempty"`
+	Bytes    int    `json:"bytes,omitempty"`
+
+	// Binary sends a data frame in the v2 binary form (only to a peer that speaks v2).
+	Binary bool `json:"-"`
 }
 
 // IsRequest says whether the frame opens a session.
@@ -99,7 +108,7 @@ type Reader struct {
 }
 
 // NewReader wraps r.
-func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 64<<10)} }
+func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 128<<10)} }
 
 // Next returns the next frame. A line that is not a JSON frame (the tail of a line cut off by a
 // previous session, a blank line) comes back as a nil frame and a nil error, for the caller
@@ -111,6 +120,10 @@ func (r *Reader) Next() (*Frame, error) {
 			r.line = r.line[:0] // the line's rest reads as a line that does not parse
 			return nil, ErrLineTooLong
 		}
+		if err == nil && len(r.line) == 0 {
+			// The whole line is in the buffer (the usual case): parse it there, one copy less.
+			return parseLine(chunk[:len(chunk)-1]), nil
+		}
 		r.line = append(r.line, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
@@ -118,17 +131,25 @@ func (r *Reader) Next() (*Frame, error) {
 		if err != nil {
 			return nil, err
 		}
-		line := r.line[:len(r.line)-1]
+		f := parseLine(r.line[:len(r.line)-1])
 		r.line = r.line[:0]
-		if f, ok := parseDataFrame(line); ok {
-			return f, nil
-		}
-		var f Frame
-		if json.Unmarshal(line, &f) != nil || f.Type == "" {
-			return nil, nil
-		}
-		return &f, nil
+		return f, nil
 	}
+}
+
+// parseLine decodes one line; nil when it is not a frame. Data is never kept by reference.
+func parseLine(line []byte) *Frame {
+	if f, ok := parseBinaryFrame(line); ok {
+		return f
+	}
+	if f, ok := parseDataFrame(line); ok {
+		return f
+	}
+	var f Frame
+	if json.Unmarshal(line, &f) != nil || f.Type == "" {
+		return nil
+	}
+	return &f
 }
 
 // Writer writes frames; it is safe for concurrent use and writes each frame with one Write, so
@@ -146,7 +167,14 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 func (w *Writer) Send(f *Frame) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	buf, ok := appendDataFrame(w.buf[:0], f)
+	var buf []byte
+	ok := false
+	if f.Binary {
+		buf, ok = appendBinaryFrame(w.buf[:0], f)
+	}
+	if !ok {
+		buf, ok = appendDataFrame(w.buf[:0], f)
+	}
 	if !ok {
 		data, err := json.Marshal(f)
 		if err != nil {
@@ -177,16 +205,25 @@ func Error(id, msg string) *Frame { return &Frame{Type: TypeError, ID: id, Messa
 type Sender interface{ Send(*Frame) error }
 
 // StreamWriter turns writes into frames of one type (stdout, stderr, stdin) in Chunk pieces.
+// With a Window (v2) it sends only as much as the receiver granted, waiting for credit.
 type StreamWriter struct {
 	W        Sender
 	Type, ID string
+	Binary   bool    // v2 binary frames
+	Window   *Window // v2 flow control; nil: none
 }
 
 func (s StreamWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		c := min(len(p), Chunk)
-		if err := s.W.Send(&Frame{Type: s.Type, ID: s.ID, Data: p[:c]}); err != nil {
+		if s.Window != nil {
+			var err error
+			if c, err = s.Window.Acquire(c); err != nil {
+				return n, err
+			}
+		}
+		if err := s.W.Send(&Frame{Type: s.Type, ID: s.ID, Data: p[:c], Binary: s.Binary}); err != nil {
 			return n, err
 		}
 		n += c

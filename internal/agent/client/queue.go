@@ -1,0 +1,72 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cocoonstack/cocoon/internal/agent/proto"
+)
+
+var errTimeout = errors.New("timed out")
+
+// queue hands frames from the stream's reader to the session's consumer without ever making
+// the reader wait.
+type queue struct {
+	mu     sync.Mutex
+	frames []*proto.Frame
+	err    error // why the stream ended; set once
+	wake   chan struct{}
+}
+
+func (q *queue) push(f *proto.Frame) {
+	q.mu.Lock()
+	q.frames = append(q.frames, f)
+	close(q.wake)
+	q.wake = make(chan struct{})
+	q.mu.Unlock()
+}
+
+// end records that no more frames come.
+func (q *queue) end(err error) {
+	if err == nil || errors.Is(err, io.EOF) {
+		err = ErrLost
+	} else {
+		err = fmt.Errorf("%w: %v", ErrLost, err)
+	}
+	q.mu.Lock()
+	q.err = err
+	close(q.wake)
+	q.wake = make(chan struct{})
+	q.mu.Unlock()
+}
+
+// pop returns the next frame; the stream's end (after its frames), cancel's context error or
+// errTimeout when timeout fires first.
+func (q *queue) pop(ctx context.Context, timeout <-chan time.Time) (*proto.Frame, error) {
+	for {
+		q.mu.Lock()
+		if len(q.frames) > 0 {
+			f := q.frames[0]
+			q.frames[0] = nil
+			q.frames = q.frames[1:]
+			q.mu.Unlock()
+			return f, nil
+		}
+		err, wake := q.err, q.wake
+		q.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timeout:
+			return nil, errTimeout
+		}
+	}
+}
