@@ -15,7 +15,7 @@ import (
 func copyOut(s *session, f *proto.Frame) {
 	s.send(&proto.Frame{Type: proto.TypeStarted})
 	// Buffered: a tar's many small writes (headers, padding) go out as full frames.
-	bw := bufio.NewWriterSize(s.output(proto.TypeStdout), proto.Chunk)
+	bw := bufio.NewWriterSize(s.output(proto.TypeStdout), proto.GuestChunk)
 	_, err := tarx.Pack(bw, f.Path)
 	if err == nil {
 		err = bw.Flush()

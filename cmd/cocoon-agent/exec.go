@@ -180,9 +180,31 @@ func startExec(s *session, f *proto.Frame) {
 	s.finish(exitCode(err, cmd.ProcessState))
 }
 
-// copyOut sends everything read from r as frames of type typ, a read per frame.
+// copyOut sends everything read from r as frames of type typ, a read per frame. To a v2
+// client the data is read behind room for the frame header and sent from there, untouched.
 func (s *session) copyOut(typ string, r io.Reader) {
-	_, _ = io.CopyBuffer(s.output(typ), struct{ io.Reader }{r}, make([]byte, proto.Chunk))
+	if !s.v2 {
+		_, _ = io.CopyBuffer(s.output(typ), struct{ io.Reader }{r}, make([]byte, proto.GuestChunk))
+		return
+	}
+	buf := make([]byte, proto.HeaderRoom+proto.GuestChunk)
+	for {
+		n, rerr := r.Read(buf[proto.HeaderRoom:])
+		for off, end := proto.HeaderRoom, proto.HeaderRoom+n; off < end; {
+			c, err := s.out.Acquire(end - off)
+			if err != nil || s.dead.Load() {
+				return
+			}
+			// What was sent before off is free room for the next header.
+			if err := s.w.SendPrefixed(typ, s.id, buf[:off+c], off); err != nil {
+				return
+			}
+			off += c
+		}
+		if rerr != nil {
+			return
+		}
+	}
 }
 
 // drainAfterExit waits until the output copies end (copied closes). Output still buffered is

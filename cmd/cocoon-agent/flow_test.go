@@ -208,3 +208,18 @@ func runOn(t *testing.T, ctx context.Context, dial client.Dialer, script string)
 	}
 	return out.String(), code
 }
+
+// Output the client discards is credited as well: more than a window of it flows.
+func TestDiscardedOutputIsCredited(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := client.Start(ctx, socketDialer(t), proto.Frame{Type: proto.TypeExec, Argv: []string{"head", "-c", "5000000", "/dev/zero"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.CloseStdin()
+	if code, err := s.Wait(ctx, nil, nil); err != nil || code != 0 {
+		t.Fatalf("code %d err %v", code, err)
+	}
+}

@@ -96,6 +96,7 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 // window bounds what queues up).
 func (s *Session) read() {
 	r := proto.NewReader(s.conn)
+	r.OwnID = s.id
 	for {
 		f, err := r.Next()
 		if err != nil {
@@ -172,17 +173,16 @@ func (s *Session) Wait(ctx context.Context, stdout, stderr io.Writer) (int, erro
 			if f.Type == proto.TypeStderr {
 				w = stderr
 			}
-			if w == nil {
-				continue
-			}
-			if _, err := w.Write(f.Data); err != nil {
-				_ = s.Signal("KILL")
-				return -1, fmt.Errorf("write %s: %w", f.Type, err)
+			if w != nil {
+				if _, err := w.Write(f.Data); err != nil {
+					_ = s.Signal("KILL")
+					return -1, fmt.Errorf("write %s: %w", f.Type, err)
+				}
 			}
 			if s.v2 {
-				if err := s.credit.Consumed(len(f.Data)); err != nil {
-					return -1, fmt.Errorf("%w: %v", ErrLost, err)
-				}
+				// Written out (or discarded): the agent may send that much more. A failed send
+				// means the stream is gone, which the next frame reports.
+				_ = s.credit.Consumed(len(f.Data))
 			}
 		case proto.TypeExit:
 			if f.ExitCode == nil {

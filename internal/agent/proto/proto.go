@@ -36,10 +36,11 @@ const (
 	SerialPortPrefix = "org.cocoonstack.agent."
 	// MaxLine bounds one frame; a peer sending longer lines is broken or hostile.
 	MaxLine = 1 << 20
-	// Chunk is the most payload one stdin/stdout/stderr frame carries. A frame of it (plus
-	// header and a little escaping) still fits the 32 KiB a guest's virtio-serial write takes
-	// at once.
-	Chunk = 32<<10 - 256
+	// Chunk is the most payload one stdin/stdout/stderr frame carries.
+	Chunk = 32 << 10
+	// GuestChunk is what the agent reads at once for one output frame: such a frame (with its
+	// header and a little escaping) fits the 32 KiB a guest's virtio-serial write takes at once.
+	GuestChunk = Chunk - 256
 )
 
 // Frame types.
@@ -105,6 +106,9 @@ var ErrLineTooLong = errors.New("agent frame exceeds 1 MiB")
 type Reader struct {
 	br   *bufio.Reader
 	line []byte
+	// OwnID, when set, is the session whose length-prefixed output frames are read
+	// (prefixed.go); others are skipped line by line.
+	OwnID string
 }
 
 // NewReader wraps r.
@@ -122,7 +126,14 @@ func (r *Reader) Next() (*Frame, error) {
 		}
 		if err == nil && len(r.line) == 0 {
 			// The whole line is in the buffer (the usual case): parse it there, one copy less.
-			return parseLine(chunk[:len(chunk)-1]), nil
+			line := chunk[:len(chunk)-1]
+			if typ, id, n, ok := parsePrefixedHeader(line); ok {
+				if r.OwnID == "" || id != r.OwnID {
+					return nil, nil
+				}
+				return r.readPrefixed(typ, id, n)
+			}
+			return parseLine(line), nil
 		}
 		r.line = append(r.line, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -131,9 +142,15 @@ func (r *Reader) Next() (*Frame, error) {
 		if err != nil {
 			return nil, err
 		}
-		f := parseLine(r.line[:len(r.line)-1])
+		line := r.line[:len(r.line)-1]
 		r.line = r.line[:0]
-		return f, nil
+		if typ, id, n, ok := parsePrefixedHeader(line); ok {
+			if r.OwnID == "" || id != r.OwnID {
+				return nil, nil
+			}
+			return r.readPrefixed(typ, id, n)
+		}
+		return parseLine(line), nil
 	}
 }
 
@@ -169,7 +186,12 @@ func (w *Writer) Send(f *Frame) error {
 	defer w.mu.Unlock()
 	var buf []byte
 	ok := false
-	if f.Binary {
+	if f.Binary && (f.Type == TypeStdout || f.Type == TypeStderr) {
+		if buf, ok = appendPrefixedHeader(w.buf[:0], f.Type, f.ID, len(f.Data)); ok {
+			buf = append(buf, f.Data...)
+		}
+	}
+	if f.Binary && !ok {
 		buf, ok = appendBinaryFrame(w.buf[:0], f)
 	}
 	if !ok {

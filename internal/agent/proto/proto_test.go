@@ -209,3 +209,49 @@ func TestWindowAndCredit(t *testing.T) {
 		t.Fatalf("credit frame %+v %v (one for the batch)", f, err)
 	}
 }
+
+func TestPrefixedOutputFrames(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	// The tail of another session's frame first: its header promises more than follows.
+	buf.WriteString("\x02oOTHERSESSION 100000\nhalf of its data\n")
+	data := bytes.Repeat([]byte("line\n\x00\xfe"), 5000)
+	out := make([]byte, HeaderRoom+len(data))
+	copy(out[HeaderRoom:], data)
+	if err := w.SendPrefixed(TypeStdout, "mine", out, HeaderRoom); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(&Frame{Type: TypeStderr, ID: "mine", Data: []byte("err\n"), Binary: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(Exit("mine", 0)); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(&buf)
+	r.OwnID = "mine"
+	var got []*Frame
+	for {
+		f, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == nil {
+			continue
+		}
+		got = append(got, f)
+		if f.Type == TypeExit {
+			break
+		}
+	}
+	if len(got) != 3 || got[0].Type != TypeStdout || !bytes.Equal(got[0].Data, data) || got[1].Type != TypeStderr || string(got[1].Data) != "err\n" {
+		t.Fatalf("frames: %d, first %s %d bytes", len(got), got[0].Type, len(got[0].Data))
+	}
+	// Without OwnID (the agent's side) a length is never honoured.
+	r = NewReader(strings.NewReader("\x02omine 5\n{\"type\":\"stdin_close\",\"id\":\"x\"}\n"))
+	if f, err := r.Next(); f != nil || err != nil {
+		t.Fatalf("header: %+v %v", f, err)
+	}
+	if f, err := r.Next(); err != nil || f == nil || f.Type != TypeStdinClose {
+		t.Fatalf("next frame: %+v %v", f, err)
+	}
+}
