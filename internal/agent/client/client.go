@@ -68,27 +68,23 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 	}
 	t := time.NewTimer(StartTimeout)
 	defer t.Stop()
-	for {
-		f, err := s.frames.pop(ctx, t.C)
-		switch {
-		case errors.Is(err, errTimeout):
-			s.Close()
-			return nil, fmt.Errorf("the guest agent did not answer within %s", StartTimeout)
-		case err != nil:
-			s.Close()
-			return nil, err
-		case f.Type == proto.TypeCredit:
-			continue // only after started, from a confused agent
-		case f.Type == proto.TypeError:
-			s.Close()
-			return nil, errors.New(f.Message)
-		case f.Type == proto.TypeStarted:
-			s.v2 = f.V >= 2
-		default:
-			s.first = f // a command that never started still reports stderr and exit
-		}
-		return s, nil
+	f, err := s.frames.pop(ctx, t.C)
+	switch {
+	case errors.Is(err, errTimeout):
+		s.Close()
+		return nil, fmt.Errorf("the guest agent did not answer within %s", StartTimeout)
+	case err != nil:
+		s.Close()
+		return nil, err
+	case f.Type == proto.TypeError:
+		s.Close()
+		return nil, errors.New(f.Message)
+	case f.Type == proto.TypeStarted:
+		s.v2 = f.V >= 2
+	default:
+		s.first = f // a command that never started still reports stderr and exit
 	}
+	return s, nil
 }
 
 // read takes frames off the stream as they come and never waits for their consumer, so
