@@ -62,3 +62,23 @@ func BenchmarkExecStdin(b *testing.B) {
 func BenchmarkExecStdout(b *testing.B) {
 	benchExec(b, []string{"head", "-c", "20971520", "/dev/zero"}, nil, io.Discard, 20<<20)
 }
+
+func BenchmarkCopyOut(b *testing.B) {
+	dir := b.TempDir()
+	if err := os.WriteFile(dir+"/blob", make([]byte, 20<<20), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(20 << 20)
+	for b.Loop() {
+		ctx := context.Background()
+		s, err := client.Start(ctx, socketDialer(b), proto.Frame{Type: proto.TypeCopyOut, Path: dir + "/blob"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = s.CloseStdin()
+		if code, err := s.Wait(ctx, io.Discard, os.Stderr); err != nil || code != 0 {
+			b.Fatal(code, err)
+		}
+		s.Close()
+	}
+}

@@ -15,7 +15,13 @@ import (
 func copyOut(s *session, f *proto.Frame) {
 	s.send(&proto.Frame{Type: proto.TypeStarted})
 	// Buffered: a tar's many small writes (headers, padding) go out as full frames.
-	bw := bufio.NewWriterSize(s.output(proto.TypeStdout), proto.GuestChunk)
+	var bw interface {
+		io.Writer
+		Flush() error
+	} = bufio.NewWriterSize(s.output(proto.TypeStdout), proto.GuestChunk)
+	if s.v2 {
+		bw = s.newOutputWriter(proto.TypeStdout)
+	}
 	_, err := tarx.Pack(bw, f.Path)
 	if err == nil {
 		err = bw.Flush()

@@ -190,21 +190,62 @@ func (s *session) copyOut(typ string, r io.Reader) {
 	buf := make([]byte, proto.HeaderRoom+proto.GuestChunk)
 	for {
 		n, rerr := r.Read(buf[proto.HeaderRoom:])
-		for off, end := proto.HeaderRoom, proto.HeaderRoom+n; off < end; {
-			c, err := s.out.Acquire(end - off)
-			if err != nil || s.dead.Load() {
-				return
-			}
-			// What was sent before off is free room for the next header.
-			if err := s.w.SendPrefixed(typ, s.id, buf[:off+c], off); err != nil {
-				return
-			}
-			off += c
-		}
-		if rerr != nil {
+		if s.sendOutput(typ, buf[:proto.HeaderRoom+n]) != nil || rerr != nil {
 			return
 		}
 	}
+}
+
+// sendOutput sends buf[HeaderRoom:] to a v2 client as it grants credit, a frame at a time.
+func (s *session) sendOutput(typ string, buf []byte) error {
+	for off := proto.HeaderRoom; off < len(buf); {
+		c, err := s.out.Acquire(len(buf) - off)
+		if err != nil {
+			return err
+		}
+		if s.dead.Load() {
+			return proto.ErrSessionEnded
+		}
+		// What was sent before off is free room for the next header.
+		if err := s.w.SendPrefixed(typ, s.id, buf[:off+c], off); err != nil {
+			return err
+		}
+		off += c
+	}
+	return nil
+}
+
+// outputWriter gathers writes into full frames for a v2 client (a tar's small and odd-sized
+// writes); Flush sends the rest.
+type outputWriter struct {
+	s   *session
+	typ string
+	buf []byte // HeaderRoom, then up to GuestChunk of data
+}
+
+func (s *session) newOutputWriter(typ string) *outputWriter {
+	return &outputWriter{s: s, typ: typ, buf: make([]byte, proto.HeaderRoom, proto.HeaderRoom+proto.GuestChunk)}
+}
+
+func (w *outputWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		c := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:c]...)
+		p = p[c:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.Flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *outputWriter) Flush() error {
+	err := w.s.sendOutput(w.typ, w.buf)
+	w.buf = w.buf[:proto.HeaderRoom]
+	return err
 }
 
 // drainAfterExit waits until the output copies end (copied closes). Output still buffered is

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cocoonstack/cocoon/internal/agent/client"
 	"github.com/cocoonstack/cocoon/internal/agent/proto"
+	"github.com/cocoonstack/cocoon/internal/agent/tarx"
 )
 
 // serialPort plays a virtio-serial port: one byte stream the agent serves for ever (a unix
@@ -221,5 +223,60 @@ func TestDiscardedOutputIsCredited(t *testing.T) {
 	_ = s.CloseStdin()
 	if code, err := s.Wait(ctx, nil, nil); err != nil || code != 0 {
 		t.Fatalf("code %d err %v", code, err)
+	}
+}
+
+// copy_in and copy_out move a tree larger than the window intact (v2 frames both ways).
+func TestCopyRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "tree")
+	big := make([]byte, 3*proto.WindowSize+12345)
+	for i := range big {
+		big[i] = byte(i*131 + i>>9)
+	}
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "sub", "big"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "small"), []byte("hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := t.TempDir()
+	pr, pw := io.Pipe()
+	go func() { _, err := tarx.Pack(pw, src); pw.CloseWithError(err) }()
+	s, err := client.Start(ctx, socketDialer(t), proto.Frame{Type: proto.TypeCopyIn, Path: in, Name: "tree"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.SendStdin(pr) //nolint:errcheck
+	if code, err := s.Wait(ctx, nil, nil); err != nil || code != 0 {
+		t.Fatalf("copy_in: %d %v", code, err)
+	}
+	s.Close()
+
+	s, err = client.Start(ctx, socketDialer(t), proto.Frame{Type: proto.TypeCopyOut, Path: filepath.Join(in, "tree")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.CloseStdin()
+	tr, tw := io.Pipe()
+	out := t.TempDir()
+	extracted := make(chan error, 1)
+	go func() { err := tarx.Extract(ctx, tr, out, "tree", true); tr.CloseWithError(err); extracted <- err }()
+	_, err = s.Wait(ctx, tw, nil)
+	tw.CloseWithError(err)
+	if xerr := <-extracted; err != nil || xerr != nil {
+		t.Fatalf("copy_out: %v, extract: %v", err, xerr)
+	}
+	for rel, want := range map[string][]byte{"sub/big": big, "small": []byte("hi\n")} {
+		for _, dir := range []string{filepath.Join(in, "tree"), filepath.Join(out, "tree")} {
+			if got, err := os.ReadFile(filepath.Join(dir, rel)); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%s in %s differs (err %v)", rel, dir, err)
+			}
+		}
 	}
 }
