@@ -163,6 +163,7 @@ func startExec(s *session, f *proto.Frame) {
 		s.fail("exec " + f.Argv[0] + ": " + err.Error())
 		return
 	}
+	growPipes(stdin, outR, errR)
 	pid := cmd.Process.Pid
 	s.setHooks(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }, nil, func(name string) { signalGroup(pid, name) })
 	s.send(&proto.Frame{Type: proto.TypeStarted, PID: pid})
@@ -178,6 +179,22 @@ func startExec(s *session, f *proto.Frame) {
 	err = cmd.Wait()
 	drainAfterExit(copied, outR, errR)
 	s.finish(exitCode(err, cmd.ProcessState))
+}
+
+// pipeSize is what growPipes asks for (the kernel's default cap for unprivileged users too).
+const pipeSize = 1 << 20
+
+// growPipes enlarges the command's pipes from 64 KiB. On a guest's few (emulated) CPUs the
+// command and the agent take turns; with a small pipe they switch every 64 KiB and the agent
+// reads small pieces, each a frame and a virtio-serial write of its own. Best effort.
+func growPipes(pipes ...any) {
+	for _, p := range pipes {
+		if sc, ok := p.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+			}
+		}
+	}
 }
 
 // copyOut sends everything read from r as frames of type typ, a read per frame. To a v2
