@@ -84,6 +84,9 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 	default:
 		s.first = f // a command that never started still reports stderr and exit
 	}
+	if !s.v2 {
+		s.frames.bound(s.done)
+	}
 	return s, nil
 }
 
