@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"strconv"
@@ -13,7 +14,19 @@ import (
 // copyOut streams Path as a tar (top entry: its base name) on stdout frames.
 func copyOut(s *session, f *proto.Frame) {
 	s.send(&proto.Frame{Type: proto.TypeStarted})
-	if _, err := tarx.Pack(proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStdout, ID: s.id}, f.Path); err != nil {
+	// Buffered: a tar's many small writes (headers, padding) go out as full frames.
+	var bw interface {
+		io.Writer
+		Flush() error
+	} = bufio.NewWriterSize(s.output(proto.TypeStdout), proto.GuestChunk)
+	if s.v2 {
+		bw = s.newOutputWriter(proto.TypeStdout)
+	}
+	_, err := tarx.Pack(bw, f.Path)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
 		s.fail(err.Error())
 		return
 	}
@@ -51,7 +64,7 @@ func connect(s *session, f *proto.Frame) {
 	s.setHooks(func() { conn.Close() }, nil, nil)
 	s.send(&proto.Frame{Type: proto.TypeStarted})
 	go s.pumpStdin(conn, func() { _ = conn.CloseWrite() })
-	_, _ = io.Copy(proto.StreamWriter{W: sessionWriter{s}, Type: proto.TypeStdout, ID: s.id}, conn)
+	s.copyOut(proto.TypeStdout, conn)
 	s.finish(0)
 	conn.Close()
 }

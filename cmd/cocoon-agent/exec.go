@@ -163,6 +163,7 @@ func startExec(s *session, f *proto.Frame) {
 		s.fail("exec " + f.Argv[0] + ": " + err.Error())
 		return
 	}
+	growPipes(stdin, outR, errR)
 	pid := cmd.Process.Pid
 	s.setHooks(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }, nil, func(name string) { signalGroup(pid, name) })
 	s.send(&proto.Frame{Type: proto.TypeStarted, PID: pid})
@@ -180,9 +181,88 @@ func startExec(s *session, f *proto.Frame) {
 	s.finish(exitCode(err, cmd.ProcessState))
 }
 
-// copyOut sends everything read from r as frames of type typ.
+// pipeSize is what growPipes asks for (the kernel's default cap for unprivileged users too).
+const pipeSize = 1 << 20
+
+// growPipes enlarges the command's pipes from 64 KiB. On a guest's few (emulated) CPUs the
+// command and the agent take turns; with a small pipe they switch every 64 KiB and the agent
+// reads small pieces, each a frame and a virtio-serial write of its own. Best effort.
+func growPipes(pipes ...any) {
+	for _, p := range pipes {
+		if sc, ok := p.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+			}
+		}
+	}
+}
+
+// copyOut sends everything read from r as frames of type typ, a read per frame. To a v2
+// client the data is read behind room for the frame header and sent from there, untouched.
 func (s *session) copyOut(typ string, r io.Reader) {
-	_, _ = io.Copy(proto.StreamWriter{W: sessionWriter{s}, Type: typ, ID: s.id}, r)
+	if !s.v2 {
+		_, _ = io.CopyBuffer(s.output(typ), struct{ io.Reader }{r}, make([]byte, proto.GuestChunk))
+		return
+	}
+	buf := make([]byte, proto.HeaderRoom+proto.GuestChunk)
+	for {
+		n, rerr := r.Read(buf[proto.HeaderRoom:])
+		if s.sendOutput(typ, buf[:proto.HeaderRoom+n]) != nil || rerr != nil {
+			return
+		}
+	}
+}
+
+// sendOutput sends buf[HeaderRoom:] to a v2 client as it grants credit, a frame at a time.
+func (s *session) sendOutput(typ string, buf []byte) error {
+	for off := proto.HeaderRoom; off < len(buf); {
+		c, err := s.out.Acquire(len(buf) - off)
+		if err != nil {
+			return err
+		}
+		if s.dead.Load() {
+			return proto.ErrSessionEnded
+		}
+		// What was sent before off is free room for the next header.
+		if err := s.w.SendPrefixed(typ, s.id, buf[:off+c], off); err != nil {
+			return err
+		}
+		off += c
+	}
+	return nil
+}
+
+// outputWriter gathers writes into full frames for a v2 client (a tar's small and odd-sized
+// writes); Flush sends the rest.
+type outputWriter struct {
+	s   *session
+	typ string
+	buf []byte // HeaderRoom, then up to GuestChunk of data
+}
+
+func (s *session) newOutputWriter(typ string) *outputWriter {
+	return &outputWriter{s: s, typ: typ, buf: make([]byte, proto.HeaderRoom, proto.HeaderRoom+proto.GuestChunk)}
+}
+
+func (w *outputWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		c := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:c]...)
+		p = p[c:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.Flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *outputWriter) Flush() error {
+	err := w.s.sendOutput(w.typ, w.buf)
+	w.buf = w.buf[:proto.HeaderRoom]
+	return err
 }
 
 // drainAfterExit waits until the output copies end (copied closes). Output still buffered is

@@ -13,6 +13,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -35,6 +36,9 @@ func main() {
 		log.Print("another agent is running")
 		return
 	}
+	// Transfers allocate a frame's worth per frame and the live heap is small: collecting at
+	// 4x it instead of 2x halves the GC work, which is dear under TCG, for a few MiB more.
+	debug.SetGCPercent(400)
 	go serveVsock()
 	serveSerial()
 }

@@ -12,17 +12,14 @@ import (
 	"github.com/cocoonstack/cocoon/internal/agent/proto"
 )
 
-// stdinQueue bounds the stdin frames buffered for a session (up to 32 KiB each, so 16 MiB):
-// the stream reader only blocks on a process that does not read its stdin once that much is
-// queued, so it normally still sees the host go away and ends the session.
-const stdinQueue = 512
-
 // session is one request (exec, copy, connect) being served.
 type session struct {
 	id     string
 	w      *proto.Writer
+	v2     bool          // the client speaks protocol v2: flow control, binary data frames
+	out    *proto.Window // v2: output credit the host granted
 	dead   atomic.Bool
-	in     chan []byte // stdin data; nil data = stdin_close
+	in     inbox
 	done   chan struct{}
 	once   sync.Once
 	mu     sync.Mutex
@@ -36,6 +33,9 @@ func (s *session) send(f *proto.Frame) {
 		return
 	}
 	f.ID = s.id
+	if f.Type == proto.TypeStarted && s.v2 {
+		f.V = proto.Version // tells the client it may use v2 frames
+	}
 	if err := s.w.Send(f); err != nil {
 		log.Printf("session %s: send %s: %v", s.id, f.Type, err)
 	}
@@ -67,31 +67,32 @@ func (s *session) setHooks(kill func(), resize func(uint16, uint16), signal func
 	}
 }
 
-// pumpStdin copies queued stdin frames to w until stdin_close or the session ends, then
-// calls closeFn.
+// output returns the writer that sends what the session's command or socket produces as
+// frames of type typ (flow-controlled and binary with a v2 client).
+func (s *session) output(typ string) io.Writer {
+	return proto.StreamWriter{W: sessionWriter{s}, Type: typ, ID: s.id, Binary: s.v2, Window: s.out}
+}
+
+// pumpStdin copies queued stdin data to w until stdin_close or the session ends, then calls
+// closeFn. With a v2 client it returns credit as w takes the data.
 func (s *session) pumpStdin(w io.Writer, closeFn func()) {
 	defer closeFn()
+	credit := proto.Credit{W: sessionWriter{s}, ID: s.id}
+	failed := false
 	for {
-		select {
-		case data := <-s.in:
-			if data == nil {
-				return
-			}
-			if _, err := w.Write(data); err != nil {
-				// The reader is gone (process exited, socket closed): drop the rest.
-				for {
-					select {
-					case d := <-s.in:
-						if d == nil {
-							return
-						}
-					case <-s.done:
-						return
-					}
-				}
-			}
-		case <-s.done:
+		data, ok := s.in.take(s.done)
+		if !ok {
 			return
+		}
+		if !failed {
+			// After a failed write (process exited, socket closed) the rest is dropped, still
+			// credited so the client is not left waiting before the exit frame comes.
+			_, err := w.Write(data)
+			failed = err != nil
+		}
+		s.in.taken(len(data))
+		if s.v2 {
+			_ = credit.Consumed(len(data))
 		}
 	}
 }
@@ -141,7 +142,7 @@ func serveStream(name string, r io.Reader, w io.Writer, wake *waker) {
 			if cur != nil {
 				cur.abort()
 			}
-			cur = &session{id: f.ID, w: pw, in: make(chan []byte, stdinQueue), done: make(chan struct{})}
+			cur = newSession(f, pw)
 			start(cur, f)
 			continue
 		}
@@ -161,14 +162,23 @@ func (s *session) control(f *proto.Frame) {
 		if len(f.Data) == 0 {
 			return
 		}
-		select {
-		case s.in <- f.Data:
-		case <-s.done:
+		if !s.v2 {
+			// Without flow control the stream's reader waits for room (on a vsock connection
+			// of its own, the ecosystem's way; its back-pressure reaches the client).
+			s.in.putWait(f.Data, s.done)
+			return
+		}
+		if !s.in.put(f.Data) {
+			// The client sent beyond its window: never wait here (the stream's other frames
+			// would wait behind it), end the session.
+			s.fail("stdin exceeds the flow-control window")
+			s.abort()
 		}
 	case proto.TypeStdinClose:
-		select {
-		case s.in <- nil:
-		case <-s.done:
+		s.in.close()
+	case proto.TypeCredit:
+		if s.out != nil {
+			s.out.Release(f.Bytes)
 		}
 	case proto.TypeResize:
 		if resize != nil && f.Rows > 0 && f.Cols > 0 {
@@ -179,6 +189,15 @@ func (s *session) control(f *proto.Frame) {
 			signal(f.Signal)
 		}
 	}
+}
+
+func newSession(f *proto.Frame, w *proto.Writer) *session {
+	s := &session{id: f.ID, w: w, v2: f.V >= 2, done: make(chan struct{})}
+	s.in.wake = make(chan struct{})
+	if s.v2 {
+		s.out = proto.NewWindow(s.done)
+	}
+	return s
 }
 
 func start(s *session, f *proto.Frame) {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +78,23 @@ func TestConnectSession(t *testing.T) {
 	out, _, code := run(t, proto.Frame{Type: proto.TypeConnect, Port: port}, "tunnel")
 	if out != "TUNNEL" || code != 0 {
 		t.Fatalf("connect: %q %d", out, code)
+	}
+}
+
+// The port reader's vectored reads deliver a stream intact, and EOF at its end.
+func TestPortReader(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data := make([]byte, 1<<20+123)
+	for i := range data {
+		data[i] = byte(i % 251)
+	}
+	go func() { _, _ = w.Write(data); w.Close() }()
+	got, err := io.ReadAll(newPortReader(r))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, err %v, equal %v", len(got), err, bytes.Equal(got, data))
 	}
 }

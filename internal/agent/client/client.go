@@ -29,10 +29,17 @@ type Session struct {
 	conn   io.ReadWriteCloser
 	w      *proto.Writer
 	id     string
-	frames chan *proto.Frame
+	frames queue
 	first  *proto.Frame // a frame Start read that Wait must see first
-	rerr   error
 	closed sync.Once
+
+	// Protocol v2 (the agent said so in "started"): stdin is sent within the window the
+	// agent grants, output credit goes back as Wait writes it out, data frames are binary.
+	v2     bool
+	stdin  *proto.Window
+	credit proto.Credit
+	done   chan struct{} // closed by Close or when the stream ends: ends waits for credit
+	ended  sync.Once
 }
 
 // Start dials, sends req and waits for the agent to accept it.
@@ -41,7 +48,10 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{conn: conn, w: proto.NewWriter(conn), id: rand.Text()[:16], frames: make(chan *proto.Frame, 64)}
+	s := &Session{conn: conn, w: proto.NewWriter(conn), id: rand.Text()[:16], done: make(chan struct{})}
+	s.frames.wake = make(chan struct{})
+	s.stdin = proto.NewWindow(s.done)
+	s.credit = proto.Credit{W: s.w, ID: s.id}
 	req.ID, req.V = s.id, proto.Version
 	go s.read()
 	if sh, ok := conn.(interface{ SharedStream() bool }); ok && sh.SharedStream() {
@@ -58,36 +68,39 @@ func Start(ctx context.Context, dial Dialer, req proto.Frame) (*Session, error) 
 	}
 	t := time.NewTimer(StartTimeout)
 	defer t.Stop()
-	select {
-	case f, ok := <-s.frames:
-		if !ok {
-			s.Close()
-			return nil, s.lost()
-		}
-		if f.Type == proto.TypeError {
-			s.Close()
-			return nil, errors.New(f.Message)
-		}
-		if f.Type != proto.TypeStarted {
-			s.first = f // a command that never started still reports stderr and exit
-		}
-		return s, nil
-	case <-t.C:
+	f, err := s.frames.pop(ctx, t.C)
+	switch {
+	case errors.Is(err, errTimeout):
 		s.Close()
 		return nil, fmt.Errorf("the guest agent did not answer within %s", StartTimeout)
-	case <-ctx.Done():
+	case err != nil:
 		s.Close()
-		return nil, ctx.Err()
+		return nil, err
+	case f.Type == proto.TypeError:
+		s.Close()
+		return nil, errors.New(f.Message)
+	case f.Type == proto.TypeStarted:
+		s.v2 = f.V >= 2
+	default:
+		s.first = f // a command that never started still reports stderr and exit
 	}
+	if !s.v2 {
+		s.frames.bound(s.done)
+	}
+	return s, nil
 }
 
+// read takes frames off the stream as they come and never waits for their consumer, so
+// credit, exit and error frames are seen while output waits to be written out (the agent's
+// window bounds what queues up).
 func (s *Session) read() {
-	defer close(s.frames)
 	r := proto.NewReader(s.conn)
+	r.OwnID = s.id
 	for {
 		f, err := r.Next()
 		if err != nil {
-			s.rerr = err
+			s.frames.end(err)
+			s.ended.Do(func() { close(s.done) })
 			return
 		}
 		// Frames without an id come from agents that predate sessions ids (one stream per
@@ -95,19 +108,21 @@ func (s *Session) read() {
 		if f == nil || (f.ID != "" && f.ID != s.id) {
 			continue
 		}
-		s.frames <- f
+		if f.Type == proto.TypeCredit {
+			s.stdin.Release(f.Bytes)
+			continue
+		}
+		s.frames.push(f)
 	}
-}
-
-func (s *Session) lost() error {
-	if s.rerr != nil && !errors.Is(s.rerr, io.EOF) {
-		return fmt.Errorf("%w: %v", ErrLost, s.rerr)
-	}
-	return ErrLost
 }
 
 // Close ends the session; the agent kills what it started.
-func (s *Session) Close() { s.closed.Do(func() { s.conn.Close() }) }
+func (s *Session) Close() {
+	s.closed.Do(func() {
+		s.ended.Do(func() { close(s.done) })
+		s.conn.Close()
+	})
+}
 
 // Resize tells the guest terminal its new size.
 func (s *Session) Resize(rows, cols uint16) error {
@@ -121,6 +136,9 @@ func (s *Session) Signal(name string) error {
 
 // Stdin returns a writer that forwards to the command's stdin.
 func (s *Session) Stdin() io.Writer {
+	if s.v2 {
+		return proto.StreamWriter{W: s.w, Type: proto.TypeStdin, ID: s.id, Binary: true, Window: s.stdin}
+	}
 	return proto.StreamWriter{W: s.w, Type: proto.TypeStdin, ID: s.id}
 }
 
@@ -132,7 +150,8 @@ func (s *Session) CloseStdin() error {
 // SendStdin copies r to the command's stdin, then closes it. Run it in its own goroutine.
 func (s *Session) SendStdin(r io.Reader) error {
 	if r != nil {
-		if _, err := io.Copy(s.Stdin(), r); err != nil {
+		// A read per frame (a file's WriteTo would ignore the buffer's size).
+		if _, err := io.CopyBuffer(s.Stdin(), struct{ io.Reader }{r}, make([]byte, proto.Chunk)); err != nil {
 			return err
 		}
 	}
@@ -153,12 +172,16 @@ func (s *Session) Wait(ctx context.Context, stdout, stderr io.Writer) (int, erro
 			if f.Type == proto.TypeStderr {
 				w = stderr
 			}
-			if w == nil {
-				continue
+			if w != nil {
+				if _, err := w.Write(f.Data); err != nil {
+					_ = s.Signal("KILL")
+					return -1, fmt.Errorf("write %s: %w", f.Type, err)
+				}
 			}
-			if _, err := w.Write(f.Data); err != nil {
-				_ = s.Signal("KILL")
-				return -1, fmt.Errorf("write %s: %w", f.Type, err)
+			if s.v2 {
+				// Written out (or discarded): the agent may send that much more. A failed send
+				// means the stream is gone, which the next frame reports.
+				_ = s.credit.Consumed(len(f.Data))
 			}
 		case proto.TypeExit:
 			if f.ExitCode == nil {
@@ -176,14 +199,9 @@ func (s *Session) next(ctx context.Context) (*proto.Frame, error) {
 		s.first = nil
 		return f, nil
 	}
-	select {
-	case f, ok := <-s.frames:
-		if !ok {
-			return nil, s.lost()
-		}
-		return f, nil
-	case <-ctx.Done():
+	f, err := s.frames.pop(ctx, nil)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		_ = s.Signal("KILL")
-		return nil, ctx.Err()
 	}
+	return f, err
 }

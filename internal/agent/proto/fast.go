@@ -30,7 +30,7 @@ func appendDataFrame(buf []byte, f *Frame) ([]byte, bool) {
 		return buf, false
 	}
 	rest := *f
-	rest.Type, rest.ID, rest.Data = "", "", nil
+	rest.Type, rest.ID, rest.Data, rest.Binary = "", "", nil, false
 	if !rest.empty() {
 		return buf, false
 	}
@@ -49,7 +49,7 @@ func appendDataFrame(buf []byte, f *Frame) ([]byte, bool) {
 func (f *Frame) empty() bool {
 	return len(f.Argv) == 0 && len(f.Env) == 0 && f.Dir == "" && f.User == "" && !f.TTY && f.Rows == 0 &&
 		f.Cols == 0 && f.Path == "" && f.Name == "" && f.Port == 0 && f.Signal == "" && f.PID == 0 &&
-		f.ExitCode == nil && f.Message == ""
+		f.ExitCode == nil && f.Message == "" && f.Bytes == 0
 }
 
 // parseDataFrame decodes a line in appendDataFrame's form; ok=false sends it to encoding/json.

@@ -7,6 +7,8 @@
 // "exit" (exit_code) or "error" (message). Version 1 adds, on the same frames: a session id, a
 // TTY with "resize" and "signal", file copy ("copy_in"/"copy_out": a tar stream carried as
 // stdin/stdout) and TCP tunnels ("connect": the socket's bytes carried as stdin/stdout).
+// Version 2 adds, once the agent's "started" frame says "v":2, per-session flow control
+// ("credit" frames, window.go) and data frames in a binary form (binary.go).
 //
 // On a virtio-serial port, which is one byte stream reused by successive host connections, the
 // id tells one session's frames from a previous session's late ones: each side ignores frames
@@ -24,7 +26,7 @@ import (
 )
 
 // Version is the protocol version this package speaks (frame field "v").
-const Version = 1
+const Version = 2
 
 // Transport constants.
 const (
@@ -36,6 +38,9 @@ const (
 	MaxLine = 1 << 20
 	// Chunk is the most payload one stdin/stdout/stderr frame carries.
 	Chunk = 32 << 10
+	// GuestChunk is what the agent reads at once for one output frame: such a frame (with its
+	// header and a little escaping) fits the 32 KiB a guest's virtio-serial write takes at once.
+	GuestChunk = Chunk - 256
 )
 
 // Frame types.
@@ -48,6 +53,7 @@ const (
 	TypeStdinClose = "stdin_close"
 	TypeResize     = "resize" // v1
 	TypeSignal     = "signal" // v1
+	TypeCredit     = "credit" // v2: Bytes more of the window may be sent
 	TypeStarted    = "started"
 	TypeStdout     = "stdout"
 	TypeStderr     = "stderr"
@@ -77,6 +83,10 @@ type Frame struct {
 	PID      int    `json:"pid,omitempty"`
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Message  string `json:"message,omitempty"`
+	Bytes    int    `json:"bytes,omitempty"`
+
+	// Binary sends a data frame in the v2 binary form (only to a peer that speaks v2).
+	Binary bool `json:"-"`
 }
 
 // IsRequest says whether the frame opens a session.
@@ -96,10 +106,13 @@ var ErrLineTooLong = errors.New("agent frame exceeds 1 MiB")
 type Reader struct {
 	br   *bufio.Reader
 	line []byte
+	// OwnID, when set, is the session whose length-prefixed output frames are read
+	// (prefixed.go); others are skipped line by line.
+	OwnID string
 }
 
 // NewReader wraps r.
-func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 64<<10)} }
+func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 128<<10)} }
 
 // Next returns the next frame. A line that is not a JSON frame (the tail of a line cut off by a
 // previous session, a blank line) comes back as a nil frame and a nil error, for the caller
@@ -111,6 +124,17 @@ func (r *Reader) Next() (*Frame, error) {
 			r.line = r.line[:0] // the line's rest reads as a line that does not parse
 			return nil, ErrLineTooLong
 		}
+		if err == nil && len(r.line) == 0 {
+			// The whole line is in the buffer (the usual case): parse it there, one copy less.
+			line := chunk[:len(chunk)-1]
+			if typ, id, n, ok := parsePrefixedHeader(line); ok {
+				if r.OwnID == "" || id != r.OwnID {
+					return nil, nil
+				}
+				return r.readPrefixed(typ, id, n)
+			}
+			return parseLine(line), nil
+		}
 		r.line = append(r.line, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
@@ -120,15 +144,29 @@ func (r *Reader) Next() (*Frame, error) {
 		}
 		line := r.line[:len(r.line)-1]
 		r.line = r.line[:0]
-		if f, ok := parseDataFrame(line); ok {
-			return f, nil
+		if typ, id, n, ok := parsePrefixedHeader(line); ok {
+			if r.OwnID == "" || id != r.OwnID {
+				return nil, nil
+			}
+			return r.readPrefixed(typ, id, n)
 		}
-		var f Frame
-		if json.Unmarshal(line, &f) != nil || f.Type == "" {
-			return nil, nil
-		}
-		return &f, nil
+		return parseLine(line), nil
 	}
+}
+
+// parseLine decodes one line; nil when it is not a frame. Data is never kept by reference.
+func parseLine(line []byte) *Frame {
+	if f, ok := parseBinaryFrame(line); ok {
+		return f
+	}
+	if f, ok := parseDataFrame(line); ok {
+		return f
+	}
+	var f Frame
+	if json.Unmarshal(line, &f) != nil || f.Type == "" {
+		return nil
+	}
+	return &f
 }
 
 // Writer writes frames; it is safe for concurrent use and writes each frame with one Write, so
@@ -146,7 +184,19 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 func (w *Writer) Send(f *Frame) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	buf, ok := appendDataFrame(w.buf[:0], f)
+	var buf []byte
+	ok := false
+	if f.Binary && (f.Type == TypeStdout || f.Type == TypeStderr) {
+		if buf, ok = appendPrefixedHeader(w.buf[:0], f.Type, f.ID, len(f.Data)); ok {
+			buf = append(buf, f.Data...)
+		}
+	}
+	if f.Binary && !ok {
+		buf, ok = appendBinaryFrame(w.buf[:0], f)
+	}
+	if !ok {
+		buf, ok = appendDataFrame(w.buf[:0], f)
+	}
 	if !ok {
 		data, err := json.Marshal(f)
 		if err != nil {
@@ -177,16 +227,25 @@ func Error(id, msg string) *Frame { return &Frame{Type: TypeError, ID: id, Messa
 type Sender interface{ Send(*Frame) error }
 
 // StreamWriter turns writes into frames of one type (stdout, stderr, stdin) in Chunk pieces.
+// With a Window (v2) it sends only as much as the receiver granted, waiting for credit.
 type StreamWriter struct {
 	W        Sender
 	Type, ID string
+	Binary   bool    // v2 binary frames
+	Window   *Window // v2 flow control; nil: none
 }
 
 func (s StreamWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		c := min(len(p), Chunk)
-		if err := s.W.Send(&Frame{Type: s.Type, ID: s.ID, Data: p[:c]}); err != nil {
+		if s.Window != nil {
+			var err error
+			if c, err = s.Window.Acquire(c); err != nil {
+				return n, err
+			}
+		}
+		if err := s.W.Send(&Frame{Type: s.Type, ID: s.ID, Data: p[:c], Binary: s.Binary}); err != nil {
 			return n, err
 		}
 		n += c

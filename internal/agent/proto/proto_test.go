@@ -127,3 +127,131 @@ func TestDataFramesMatchJSON(t *testing.T) {
 		t.Fatal("fast path took an id that needs escaping")
 	}
 }
+
+func TestBinaryFramesRoundTrip(t *testing.T) {
+	data := make([]byte, 3*Chunk+17)
+	for i := range data {
+		data[i] = byte(i * 7) // every byte value, newlines and escapes included
+	}
+	data[0], data[len(data)-1] = '\n', binEsc
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	if _, err := (StreamWriter{W: w, Type: TypeStdin, ID: "s1", Binary: true}).Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(&Frame{Type: TypeStdinClose, ID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(buf.Bytes(), []byte{'\n'}) != 5 || bytes.Contains(buf.Bytes(), []byte(`"data"`)) {
+		t.Fatalf("want 4 binary lines and a JSON one, got %d lines", bytes.Count(buf.Bytes(), []byte{'\n'}))
+	}
+	r := NewReader(&buf)
+	var got []byte
+	for {
+		f, err := r.Next()
+		if err != nil || f == nil {
+			t.Fatalf("frame %+v %v", f, err)
+		}
+		if f.Type == TypeStdinClose {
+			break
+		}
+		if f.Type != TypeStdin || f.ID != "s1" {
+			t.Fatalf("frame %+v", f)
+		}
+		got = append(got, f.Data...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("binary frames do not round-trip")
+	}
+	// A cut or corrupt binary line is skipped, like any line that is not a frame.
+	for _, line := range []string{"\x01o", "\x01oid", "\x01xid data", "\x01oid \xfe", "\x01oid a\xfeqb", "\x01oi\"d x"} {
+		if f, err := NewReader(strings.NewReader(line + "\n")).Next(); f != nil || err != nil {
+			t.Fatalf("%q: %+v %v", line, f, err)
+		}
+	}
+}
+
+func TestWindowAndCredit(t *testing.T) {
+	done := make(chan struct{})
+	w := NewWindow(done)
+	if n, err := w.Acquire(WindowSize + 5); err != nil || n != WindowSize {
+		t.Fatalf("acquire all: %d %v", n, err)
+	}
+	got := make(chan int)
+	go func() {
+		n, _ := w.Acquire(10)
+		got <- n
+	}()
+	w.Release(4)
+	if n := <-got; n != 4 {
+		t.Fatalf("after a credit of 4: %d", n)
+	}
+	go func() {
+		_, err := w.Acquire(1)
+		got <- map[bool]int{true: 1}[errors.Is(err, ErrSessionEnded)]
+	}()
+	close(done)
+	if <-got != 1 {
+		t.Fatal("Acquire did not end with the session")
+	}
+	w.Release(10 * WindowSize)
+	if w.avail != WindowSize {
+		t.Fatalf("window inflated to %d", w.avail)
+	}
+
+	var buf bytes.Buffer
+	c := Credit{W: NewWriter(&buf), ID: "x"}
+	for range creditBatch/1000 + 1 {
+		_ = c.Consumed(1000)
+	}
+	f, err := NewReader(&buf).Next()
+	if err != nil || f.Type != TypeCredit || f.Bytes != (creditBatch/1000+1)*1000 || f.ID != "x" {
+		t.Fatalf("credit frame %+v %v (one for the batch)", f, err)
+	}
+}
+
+func TestPrefixedOutputFrames(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	// The tail of another session's frame first: its header promises more than follows.
+	buf.WriteString("\x02oOTHERSESSION 100000\nhalf of its data\n")
+	data := bytes.Repeat([]byte("line\n\x00\xfe"), 5000)
+	out := make([]byte, HeaderRoom+len(data))
+	copy(out[HeaderRoom:], data)
+	if err := w.SendPrefixed(TypeStdout, "mine", out, HeaderRoom); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(&Frame{Type: TypeStderr, ID: "mine", Data: []byte("err\n"), Binary: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(Exit("mine", 0)); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(&buf)
+	r.OwnID = "mine"
+	var got []*Frame
+	for {
+		f, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == nil {
+			continue
+		}
+		got = append(got, f)
+		if f.Type == TypeExit {
+			break
+		}
+	}
+	if len(got) != 3 || got[0].Type != TypeStdout || !bytes.Equal(got[0].Data, data) || got[1].Type != TypeStderr || string(got[1].Data) != "err\n" {
+		t.Fatalf("frames: %d, first %s %d bytes", len(got), got[0].Type, len(got[0].Data))
+	}
+	// Without OwnID (the agent's side) a length is never honoured.
+	r = NewReader(strings.NewReader("\x02omine 5\n{\"type\":\"stdin_close\",\"id\":\"x\"}\n"))
+	if f, err := r.Next(); f != nil || err != nil {
+		t.Fatalf("header: %+v %v", f, err)
+	}
+	if f, err := r.Next(); err != nil || f == nil || f.Type != TypeStdinClose {
+		t.Fatalf("next frame: %+v %v", f, err)
+	}
+}
