@@ -19,7 +19,7 @@ func newTestEngine(t testing.TB) *Engine {
 	t.Helper()
 	d := t.TempDir()
 	e, err := New(&config.Config{RootDir: filepath.Join(d, "root"), RunDir: filepath.Join(d, "run"),
-		LogDir: filepath.Join(d, "log"), QEMUBinary: "qemu-system-x86_64", PoolSize: 2}, Options{})
+		LogDir: filepath.Join(d, "log"), QEMUBinary: "qemu-system-x86_64", PoolSize: 2, Hypervisor: "auto"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
