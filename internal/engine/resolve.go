@@ -61,12 +61,17 @@ func (e *Engine) resolveIDs(ctx context.Context, refs []string) ([]string, error
 	return ids, err
 }
 
-// reconcile writes back what it observes (see observe). It returns the reconciled records
-// sorted by creation time. The index is rewritten only when a record really changed, so read
-// commands stay cheap at scale.
-func (e *Engine) reconcile(ctx context.Context) ([]VM, error) {
+// reconcile writes back what it observes (see observe) and resumes guests an interrupted
+// command left paused. It returns the reconciled records sorted by creation time. The index is
+// rewritten only when a record really changed, so read commands stay cheap at scale.
+func (e *Engine) reconcile(ctx context.Context) (all []VM, err error) {
+	defer func() {
+		if err == nil {
+			e.resumeInterrupted(ctx, all)
+		}
+	}()
 	var stale bool
-	all, err := e.snapshotVMs(ctx, func(vm *VM) {
+	all, err = e.snapshotVMs(ctx, func(vm *VM) {
 		if !stale {
 			_, stale = e.observe(vm)
 		}
