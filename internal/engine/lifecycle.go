@@ -237,16 +237,19 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
 
 // getVM reads one record by ID (after reconciling its state).
 func (e *Engine) getVM(ctx context.Context, id string) (*VM, error) {
-	var vm VM
-	err := e.vms.Read(ctx, func(x *vmIndex) error {
+	var vm *VM
+	err := e.vms.View(ctx, func(x *vmIndex) error {
 		r, ok := x.VMs[id]
 		if !ok {
 			return fmt.Errorf("VM %s: %w", id, ErrNotFound)
 		}
-		vm = *r
+		vm = r.clone()
 		return nil
 	})
-	return &vm, err
+	if err != nil {
+		return &VM{}, err
+	}
+	return vm, nil
 }
 
 // Batch runs op on every ref concurrently (bounded by pool_size); all refs are resolved first

@@ -129,3 +129,19 @@ func BenchmarkIndexWrite1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRemove1000: `vm rm` of one stopped VM (resolve, lock, release, drop the record)
+// with 1000 records in the index.
+func BenchmarkRemove1000(b *testing.B) {
+	e := newTestEngine(b)
+	seedVMs(b, e, 1000+b.N)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := e.Batch(ctx, []string{fmt.Sprintf("vm%d", i)}, func(ctx context.Context, id string) error {
+			return e.Remove(ctx, id, false)
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
