@@ -152,7 +152,8 @@ func runTimed(b *testing.B, env *harness.Env, args ...string) (time.Duration, in
 
 var lastCPU time.Duration
 
-// BenchmarkControlPlane1000: vm create, then vm list / inspect / rm / gc with 1000 VM records
+// BenchmarkControlPlane1000: vm create, then vm list / inspect / rm (one VM, then 100 in one
+// command) / gc with 1000 VM records
 // (the index is padded with copies of a real created record, which own no files).
 func BenchmarkControlPlane1000(b *testing.B) {
 	harness.Require(b, "mkfs.erofs", "mkfs.ext4")
@@ -178,6 +179,11 @@ func BenchmarkControlPlane1000(b *testing.B) {
 		d, _ = runTimed(b, env, "vm", "rm", fmt.Sprintf("pad%d", i))
 		rms = append(rms, d)
 	}
+	many := []string{"vm", "rm"} // one command removing 100 of the ~995 records left
+	for i := 100; i < 200; i++ {
+		many = append(many, fmt.Sprintf("pad%d", i))
+	}
+	rmMany, _ := runTimed(b, env, many...)
 	gc, _ := runTimed(b, env, "gc")
 	b.ReportMetric(float64(median(creates).Milliseconds()), "create-ms")
 	b.ReportMetric(float64(median(lists).Milliseconds()), "list-1000-ms")
@@ -186,6 +192,7 @@ func BenchmarkControlPlane1000(b *testing.B) {
 	b.ReportMetric(float64(rss)/1024, "list-1000-peak-RSS-MiB")
 	b.ReportMetric(float64(median(inspects).Milliseconds()), "inspect-1000-ms")
 	b.ReportMetric(float64(median(rms).Milliseconds()), "rm-1000-ms")
+	b.ReportMetric(float64(rmMany.Milliseconds()), "rm-100-of-1000-ms")
 	b.ReportMetric(float64(gc.Milliseconds()), "gc-1000-ms")
 }
 
