@@ -2,8 +2,9 @@
 // COCOON_CRASH_POINT=N in the environment, the Nth call of Hit in the process SIGKILLs it.
 // Hit is called between durable steps (before and after each atomic index write, before each
 // step of a multi-step operation). COCOON_CRASH_AT=NAME kills the process at the named point
-// (At) instead, for tests of one precise window. Unset, as everywhere outside tests, Hit and At
-// are one comparison.
+// (At) instead, for tests of one precise window; COCOON_CRASH_AT=NAME:stop stops it there
+// (SIGSTOP) so a test can act while the command holds its locks, then SIGCONT it. Unset, as
+// everywhere outside tests, Hit and At are one comparison.
 package crashpoint
 
 import (
@@ -35,8 +36,13 @@ func Hit() {
 // At is the crash point name: it kills the process when COCOON_CRASH_AT names it, and also
 // counts as one Hit so that seeded injections can land there.
 func At(name string) {
-	if named != "" && named == name {
-		kill()
+	if named != "" {
+		switch named {
+		case name:
+			kill()
+		case name + ":stop":
+			syscall.Kill(os.Getpid(), syscall.SIGSTOP) //nolint:errcheck // resumes on SIGCONT
+		}
 	}
 	Hit()
 }

@@ -442,3 +442,58 @@ func TestCrashWhilePausedForSnapshot(t *testing.T) {
 	}
 	env.MustRun("vm", "rm", "--force", "p1")
 }
+
+// While a `snapshot save` holds the VM's lock with the guest paused (stopped at that point),
+// `vm list` must not resume the guest under it; once the save goes on, it resumes the guest
+// itself and removes the marker.
+func TestListLeavesARunningSaveAlone(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "run", "--name", "p2", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	vm := env.Inspect("p2")
+	env.WaitConsole(vm, "COCOON-READY", bootTimeout)
+	marker := filepath.Join(vm.RunDir, "paused-by-cocoon")
+
+	c := env.Cmd(t.Context(), "snapshot", "save", "--name", "held", "p2")
+	c.Env = append(c.Env, "COCOON_CRASH_AT=snapshot-paused:stop")
+	var out strings.Builder
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill() //nolint:errcheck
+	for { // until the save stops itself at the paused point
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			t.Fatalf("snapshot save ended before the paused point: %s", out.String())
+		}
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "T" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := env.Run("vm", "list")
+	if r.Err != nil || strings.Contains(r.Stderr, "resumed guest") {
+		t.Fatalf("vm list while a save holds the VM: err %v, stderr:\n%s", r.Err, r.Stderr)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("vm list removed the pause marker of a save in progress: %v", err)
+	}
+	if err := c.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("snapshot save after SIGCONT: %v\n%s", err, out.String())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the completed save left its pause marker")
+	}
+	con := env.AttachConsole("p2")
+	pos := con.Prompt("tiny#", time.Minute)
+	con.Send("echo held-$((6*7))\r")
+	con.Expect(pos, "held-42", time.Minute)
+	con.Send("\x1d.")
+	_ = con.Wait(30 * time.Second)
+	env.MustRun("vm", "rm", "--force", "p2")
+}
