@@ -463,7 +463,8 @@ func TestListLeavesARunningSaveAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Process.Kill() //nolint:errcheck
-	for {                  // until the save stops itself at the paused point
+	// Wait until the save stops itself at the paused point.
+	for {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
 		if err != nil {
 			t.Fatalf("snapshot save ended before the paused point: %s", out.String())
