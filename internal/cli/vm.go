@@ -143,6 +143,13 @@ func (a *app) printVMResult(output string, vm *engine.VM) error {
 
 // batch runs a per-VM operation over refs and prints the IDs that succeeded.
 func (a *app) batch(cmd *cobra.Command, refs []string, output string, op func(e *engine.Engine, ctx context.Context, id string) error) error {
+	return a.batchWith(cmd, refs, output, func(e *engine.Engine, ctx context.Context, refs []string) ([]string, error) {
+		return e.Batch(ctx, refs, func(ctx context.Context, id string) error { return op(e, ctx, id) })
+	})
+}
+
+// batchWith is batch for an engine call that takes all refs at once (vm rm: one group commit).
+func (a *app) batchWith(cmd *cobra.Command, refs []string, output string, run func(e *engine.Engine, ctx context.Context, refs []string) ([]string, error)) error {
 	if output != "" && output != "json" {
 		return fmt.Errorf("invalid --output %q: use json", output)
 	}
@@ -150,7 +157,7 @@ func (a *app) batch(cmd *cobra.Command, refs []string, output string, op func(e 
 	if err != nil {
 		return err
 	}
-	ok, err := e.Batch(cmd.Context(), refs, func(ctx context.Context, id string) error { return op(e, ctx, id) })
+	ok, err := run(e, cmd.Context(), refs)
 	if output == "json" {
 		if perr := printJSON(a.stdout, map[string][]string{"succeeded": nonNil(ok)}); perr != nil {
 			return perr
@@ -219,8 +226,8 @@ func (a *app) vmRm() *cobra.Command {
 		Short: "Delete VM(s) (--force to stop running ones first)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.batch(cmd, args, output, func(e *engine.Engine, ctx context.Context, id string) error {
-				return e.Remove(ctx, id, force)
+			return a.batchWith(cmd, args, output, func(e *engine.Engine, ctx context.Context, refs []string) ([]string, error) {
+				return e.RemoveVMs(ctx, refs, force)
 			})
 		},
 	}

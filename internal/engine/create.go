@@ -194,12 +194,19 @@ func (e *Engine) reserve(ctx context.Context, vm *VM, defaultName string) error 
 }
 
 func (e *Engine) dropRecord(ctx context.Context, id string) error {
+	return e.dropRecords(ctx, []string{id})
+}
+
+// dropRecords removes records (and their names) in one index write.
+func (e *Engine) dropRecords(ctx context.Context, ids []string) error {
 	return e.vms.Update(ctx, func(x *vmIndex) error {
-		if vm, ok := x.VMs[id]; ok {
-			if x.Names[vm.Name] == id {
-				delete(x.Names, vm.Name)
+		for _, id := range ids {
+			if vm, ok := x.VMs[id]; ok {
+				if x.Names[vm.Name] == id {
+					delete(x.Names, vm.Name)
+				}
+				delete(x.VMs, id)
 			}
-			delete(x.VMs, id)
 		}
 		return nil
 	})

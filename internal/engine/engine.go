@@ -142,13 +142,15 @@ func (e *Engine) backendOf(vm *VM) (hypervisor.Backend, error) {
 // is only taken for each short read-modify-write.
 func (e *Engine) vmLock(id string) *lock.Lock { return store.RecordLock(e.vmDir, "vm", id) }
 
-// withVMLock runs fn holding the VM's operation lock.
+// withVMLock runs fn holding the VM's operation lock, after resuming the guest if a command
+// killed mid-way left it paused.
 func (e *Engine) withVMLock(ctx context.Context, id string, fn func() error) error {
 	l := e.vmLock(id)
 	if err := l.Lock(ctx); err != nil {
 		return fmt.Errorf("lock VM %s: %w", id, err)
 	}
 	defer l.Unlock() //nolint:errcheck
+	e.resumeIfInterrupted(ctx, id)
 	return fn()
 }
 

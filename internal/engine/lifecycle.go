@@ -199,20 +199,8 @@ func (e *Engine) Stop(ctx context.Context, id string, o StopOptions) (*VM, error
 }
 
 func (e *Engine) stopLocked(ctx context.Context, vm *VM, o StopOptions) (*VM, error) {
-	b, err := e.backendOf(vm)
-	if err != nil {
+	if err := e.stopProcess(ctx, vm, o); err != nil {
 		return nil, err
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = seconds(e.cfg.StopTimeoutSeconds)
-	}
-	if vm.PID > 0 && b.Alive(vm.ref()) {
-		err := b.Stop(ctx, vm.ref(), hypervisor.StopOptions{Force: o.Force, Timeout: o.Timeout,
-			TermGrace: seconds(e.cfg.TerminateGracePeriodSeconds), Request: e.agentPowerOff(b, vm)})
-		if err != nil {
-			return nil, e.markError(ctx, vm, fmt.Errorf("stop: %w", err))
-		}
-		e.awaitConsoleRelay(b, vm)
 	}
 	return e.updateVM(ctx, vm.ID, func(r *VM) error {
 		now := time.Now().UTC()
@@ -221,49 +209,53 @@ func (e *Engine) stopLocked(ctx context.Context, vm *VM, o StopOptions) (*VM, er
 	})
 }
 
-// Remove deletes a VM: its process (Force only), network, run, log and memory dirs, then the record.
-func (e *Engine) Remove(ctx context.Context, id string, force bool) error {
-	return e.withVMLock(ctx, id, func() error {
-		vm, err := e.getVM(ctx, id)
-		if err != nil {
-			return err
-		}
-		if e.alive(vm) || e.adoptHypervisor(vm) {
-			if !force {
-				return fmt.Errorf("VM %s is running: stop it first or use rm --force", vm.Name)
-			}
-			if _, err := e.stopLocked(ctx, vm, StopOptions{Force: true}); err != nil {
-				return err
-			}
-		}
-		if err := e.net.Teardown(ctx, vm.ID, vm.Networks); err != nil {
-			return fmt.Errorf("release network of VM %s: %w (retry rm)", vm.Name, err)
-		}
-		if err := removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir, hugePageRoot(vm.ID)); err != nil {
-			return fmt.Errorf("remove files of VM %s: %w (retry rm)", vm.Name, err)
-		}
-		return e.dropRecord(ctx, vm.ID)
-	})
-}
-
 // getVM reads one record by ID (after reconciling its state).
 func (e *Engine) getVM(ctx context.Context, id string) (*VM, error) {
-	var vm VM
-	err := e.vms.Read(ctx, func(x *vmIndex) error {
+	var vm *VM
+	err := e.vms.View(ctx, func(x *vmIndex) error {
 		r, ok := x.VMs[id]
 		if !ok {
 			return fmt.Errorf("VM %s: %w", id, ErrNotFound)
 		}
-		vm = *r
+		vm = r.clone()
 		return nil
 	})
-	return &vm, err
+	if err != nil {
+		return &VM{}, err
+	}
+	return vm, nil
+}
+
+// stopProcess stops the VM's hypervisor process, if alive, without recording it (a failure is).
+func (e *Engine) stopProcess(ctx context.Context, vm *VM, o StopOptions) error {
+	b, err := e.backendOf(vm)
+	if err != nil {
+		return err
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = seconds(e.cfg.StopTimeoutSeconds)
+	}
+	if vm.PID > 0 && b.Alive(vm.ref()) {
+		err := b.Stop(ctx, vm.ref(), hypervisor.StopOptions{Force: o.Force, Timeout: o.Timeout,
+			TermGrace: seconds(e.cfg.TerminateGracePeriodSeconds), Request: e.agentPowerOff(b, vm)})
+		if err != nil {
+			return e.markError(ctx, vm, fmt.Errorf("stop: %w", err))
+		}
+		e.awaitConsoleRelay(b, vm)
+	}
+	return nil
 }
 
 // Batch runs op on every ref concurrently (bounded by pool_size); all refs are resolved first
 // so an unknown ref fails the whole batch before anything happens. Successes are applied even
 // when some items fail; the error joins the failures.
 func (e *Engine) Batch(ctx context.Context, refs []string, op func(ctx context.Context, id string) error) ([]string, error) {
+	return e.batch(ctx, refs, func(ctx context.Context, id string) (func() error, error) { return nil, op(ctx, id) })
+}
+
+// batch is Batch where op may return a finish step, run after op released its pool slot (a
+// wait for a group commit must not keep other items from reaching it).
+func (e *Engine) batch(ctx context.Context, refs []string, op func(ctx context.Context, id string) (finish func() error, err error)) ([]string, error) {
 	ids, err := e.resolveIDs(ctx, refs)
 	if err != nil {
 		return nil, err
@@ -279,8 +271,12 @@ func (e *Engine) Batch(ctx context.Context, refs []string, op func(ctx context.C
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := op(ctx, id)
+			defer wg.Done()
+			finish, err := op(ctx, id)
+			<-sem
+			if err == nil && finish != nil {
+				err = finish()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -19,7 +19,7 @@ func newTestEngine(t testing.TB) *Engine {
 	t.Helper()
 	d := t.TempDir()
 	e, err := New(&config.Config{RootDir: filepath.Join(d, "root"), RunDir: filepath.Join(d, "run"),
-		LogDir: filepath.Join(d, "log"), QEMUBinary: "qemu-system-x86_64", PoolSize: 2}, Options{})
+		LogDir: filepath.Join(d, "log"), QEMUBinary: "qemu-system-x86_64", PoolSize: 2, Hypervisor: "auto"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +125,22 @@ func BenchmarkIndexWrite1000(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		if _, err := e.updateVM(context.Background(), id, func(r *VM) error { r.LastError = ""; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRemove1000: `vm rm` of one stopped VM (resolve, lock, release, drop the record)
+// with 1000 records in the index.
+func BenchmarkRemove1000(b *testing.B) {
+	e := newTestEngine(b)
+	seedVMs(b, e, 1000+b.N)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := e.Batch(ctx, []string{fmt.Sprintf("vm%d", i)}, func(ctx context.Context, id string) error {
+			return e.Remove(ctx, id, false)
+		}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -45,7 +45,7 @@ func resolveIn(x *vmIndex, ref string) (*VM, error) {
 func (e *Engine) resolveIDs(ctx context.Context, refs []string) ([]string, error) {
 	var ids []string
 	seen := map[string]bool{}
-	err := e.vms.Read(ctx, func(x *vmIndex) error {
+	err := e.vms.View(ctx, func(x *vmIndex) error {
 		for _, r := range refs {
 			vm, err := resolveIn(x, r)
 			if err != nil {
@@ -61,12 +61,17 @@ func (e *Engine) resolveIDs(ctx context.Context, refs []string) ([]string, error
 	return ids, err
 }
 
-// reconcile writes back what it observes (see observe). It returns the reconciled records
-// sorted by creation time. The index is rewritten only when a record really changed, so read
-// commands stay cheap at scale.
-func (e *Engine) reconcile(ctx context.Context) ([]VM, error) {
+// reconcile writes back what it observes (see observe) and resumes guests an interrupted
+// command left paused. It returns the reconciled records sorted by creation time. The index is
+// rewritten only when a record really changed, so read commands stay cheap at scale.
+func (e *Engine) reconcile(ctx context.Context) (all []VM, err error) {
+	defer func() {
+		if err == nil {
+			e.resumeInterrupted(ctx, all)
+		}
+	}()
 	var stale bool
-	all, err := e.snapshotVMs(ctx, func(vm *VM) {
+	all, err = e.snapshotVMs(ctx, func(vm *VM) {
 		if !stale {
 			_, stale = e.observe(vm)
 		}
@@ -147,14 +152,15 @@ func (e *Engine) busy(id string) bool {
 	return false
 }
 
-// snapshotVMs copies every record under the shared lock, calling see on each, sorted by creation.
+// snapshotVMs copies every record under the shared lock, calling see (which must not modify
+// it) on each, sorted by creation.
 func (e *Engine) snapshotVMs(ctx context.Context, see func(*VM)) ([]VM, error) {
 	var all []VM
-	err := e.vms.Read(ctx, func(x *vmIndex) error {
+	err := e.vms.View(ctx, func(x *vmIndex) error {
 		all = make([]VM, 0, len(x.VMs))
 		for _, vm := range x.VMs {
 			see(vm)
-			all = append(all, *vm)
+			all = append(all, *vm.clone())
 		}
 		return nil
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/cocoonstack/cocoon/internal/crashpoint"
 	"github.com/cocoonstack/cocoon/internal/disk"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
@@ -97,14 +98,23 @@ func (e *Engine) capture(ctx context.Context, vm *VM, sn hypervisor.Snapshotter,
 	name, desc := m.Name, m.Description
 	*m = manifestOf(vm)
 	m.Name, m.Description = name, desc
+	// Recorded durably before the pause: if this process dies before the resume, the next
+	// command on the VM resumes the guest (resumeIfInterrupted).
+	if err := markPaused(vm, "snapshot save"); err != nil {
+		return fmt.Errorf("record the pause: %w", err)
+	}
 	if err := sn.Pause(ctx, vm.ref()); err != nil {
+		clearPaused(vm)
 		return fmt.Errorf("pause: %w", err)
 	}
 	defer func() {
 		if rerr := sn.Resume(context.WithoutCancel(ctx), vm.ref()); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("resume: %w", rerr))
+			err = errors.Join(err, fmt.Errorf("resume: %w", rerr)) // the marker stays: the next command retries
+			return
 		}
+		clearPaused(vm)
 	}()
+	crashpoint.At(CrashPaused)
 	if err := sn.SaveState(ctx, vm.ref(), dir); err != nil {
 		return fmt.Errorf("save device state: %w", err)
 	}

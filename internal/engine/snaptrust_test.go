@@ -18,7 +18,7 @@ func testEngine(t *testing.T) *Engine {
 	t.Helper()
 	d := t.TempDir()
 	cfg := &config.Config{RootDir: filepath.Join(d, "root"), RunDir: filepath.Join(d, "run"), LogDir: filepath.Join(d, "log"),
-		MemoryDir: filepath.Join(d, "mem"), PoolSize: 1}
+		MemoryDir: filepath.Join(d, "mem"), PoolSize: 1, Hypervisor: "auto"}
 	e, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)

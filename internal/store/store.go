@@ -7,6 +7,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/cocoonstack/cocoon/internal/crashpoint"
@@ -35,6 +37,14 @@ type Header struct {
 func (h *Header) schema() int     { return h.Schema }
 func (h *Header) setSchema(v int) { h.Schema = v }
 
+// Cloner is implemented by index types that can deep-copy themselves (sharing no map, slice
+// or pointer with the original). Their store keeps the last index it decoded or wrote and
+// hands out copies while the file holds the same bytes: decoding a large index is the main
+// cost of a command that reads it several times (resolve, re-read under the lock, update).
+type Cloner[P any] interface {
+	Clone() P
+}
+
 // Store is one index file of type T (a pointer type implementing Index is *T).
 type Store[T any, P interface {
 	*T
@@ -43,6 +53,10 @@ type Store[T any, P interface {
 	path     string
 	lockPath string
 	version  int
+
+	mu   sync.Mutex
+	data []byte // the file's bytes when idx was decoded or written
+	idx  P      // pristine: only copies leave the store
 }
 
 // New returns the store kept in dir/name.json, guarded by dir/name.lock, at schema version.
@@ -103,27 +117,81 @@ func (s *Store[T, P]) Update(ctx context.Context, fn func(P) error) error {
 	return s.WriteUnlocked(idx)
 }
 
+// View is Read for callers that only look: fn gets the store's own decoded index (no copy),
+// which it must neither modify nor keep any part of: it copies what it needs.
+func (s *Store[T, P]) View(ctx context.Context, fn func(P) error) error {
+	l := s.Lock()
+	if err := l.RLock(ctx); err != nil {
+		return err
+	}
+	defer l.Unlock() //nolint:errcheck
+	idx, _, err := s.load()
+	if err != nil {
+		return err
+	}
+	return fn(idx)
+}
+
 // ReadUnlocked loads the index without locking; only for callers already holding Lock().
+// The caller owns the result.
 func (s *Store[T, P]) ReadUnlocked() (P, error) {
-	idx := P(new(T))
+	idx, shared, err := s.load()
+	if err != nil || !shared {
+		return idx, err
+	}
+	return any(idx).(Cloner[P]).Clone(), nil
+}
+
+// load returns the index the file holds. For a Cloner type it is the store's own copy (shared
+// is true: the caller must not modify it), decoded only when the file's bytes changed since
+// the last decode or write; same bytes decode to the same index, whoever wrote them.
+func (s *Store[T, P]) load() (idx P, shared bool, err error) {
 	data, err := os.ReadFile(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		idx = P(new(T))
 		idx.Init()
 		idx.setSchema(s.version)
-		return idx, nil
+		return idx, false, nil
 	case err != nil:
-		return nil, fmt.Errorf("read index %s: %w", s.path, err)
+		return nil, false, fmt.Errorf("read index %s: %w", s.path, err)
 	}
+	s.mu.Lock()
+	if s.idx != nil && bytes.Equal(s.data, data) {
+		idx = s.idx
+	}
+	s.mu.Unlock()
+	if idx != nil {
+		return idx, true, nil
+	}
+	idx = P(new(T))
 	if err := json.Unmarshal(data, idx); err != nil {
-		return nil, fmt.Errorf("parse index %s: %w (move the file away to start empty)", s.path, err)
+		return nil, false, fmt.Errorf("parse index %s: %w (move the file away to start empty)", s.path, err)
 	}
 	if v := idx.schema(); v > s.version {
-		return nil, fmt.Errorf("index %s has schema %d, newer than this cocoon's %d: upgrade cocoon", s.path, v, s.version)
+		return nil, false, fmt.Errorf("index %s has schema %d, newer than this cocoon's %d: upgrade cocoon", s.path, v, s.version)
 	}
 	idx.Init()
 	idx.setSchema(s.version)
-	return idx, nil
+	if _, ok := any(idx).(Cloner[P]); !ok {
+		return idx, false, nil
+	}
+	s.mu.Lock()
+	s.data, s.idx = data, idx
+	s.mu.Unlock()
+	return idx, true, nil
+}
+
+// remember keeps a copy of idx, just written as data, for index types that are Cloners.
+func (s *Store[T, P]) remember(data []byte, idx P) {
+	c, ok := any(idx).(Cloner[P])
+	if !ok {
+		return
+	}
+	cp := c.Clone()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data, s.idx = data, cp
 }
 
 // WriteUnlocked replaces the index atomically; only for callers already holding Lock().
@@ -132,7 +200,12 @@ func (s *Store[T, P]) WriteUnlocked(idx P) error {
 	if err != nil {
 		return fmt.Errorf("encode index %s: %w", s.path, err)
 	}
-	return WriteFileAtomic(s.path, append(data, '\n'), 0o600) // root-only, like the state dirs
+	data = append(data, '\n')
+	if err := WriteFileAtomic(s.path, data, 0o600); err != nil { // root-only, like the state dirs
+		return err
+	}
+	s.remember(data, idx)
+	return nil
 }
 
 // WriteFileAtomic writes data to path so that readers see the old or the new content, never a

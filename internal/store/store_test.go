@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,23 @@ func (c *counterIndex) Init() {
 	if c.Counts == nil {
 		c.Counts = map[string]int{}
 	}
+}
+
+// Clone makes counterIndex a Cloner: the tests below, the multi-process ones included, run
+// through the store's cache of the decoded index.
+func (c *counterIndex) Clone() *counterIndex {
+	out := *c
+	out.Counts = maps.Clone(c.Counts)
+	return &out
+}
+
+var decodes atomic.Int64
+
+// UnmarshalJSON counts decodes of the index file.
+func (c *counterIndex) UnmarshalJSON(b []byte) error {
+	decodes.Add(1)
+	type plain counterIndex
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 func newCounter(dir string) *Store[counterIndex, *counterIndex] {
@@ -176,5 +195,61 @@ func TestReadersShareWritersExclude(t *testing.T) {
 	_ = reader.Unlock()
 	if err := s.Update(ctx, func(*counterIndex) error { return nil }); err != nil {
 		t.Fatalf("writer blocked after the reader left: %v", err)
+	}
+}
+
+// The store decodes the file once per content: reads and updates after its own write, or after
+// a read of the same bytes, use copies of what it holds; a write by another store (another
+// process) is seen at once; what a caller does to its copy never reaches the next reader.
+func TestCachedIndexFollowsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s1, s2 := newCounter(dir), newCounter(dir)
+	read := func(s *Store[counterIndex, *counterIndex]) int {
+		t.Helper()
+		var n int
+		if err := s.Read(ctx, func(c *counterIndex) error { n = c.Counts["n"]; c.Counts["n"] = -1; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := s1.Update(ctx, func(c *counterIndex) error { c.Counts["n"] = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := decodes.Load()
+	if n := read(s1); n != 1 {
+		t.Fatalf("read after own write = %d, want 1", n)
+	}
+	if n := read(s1); n != 1 {
+		t.Fatalf("a reader's edit of its copy leaked into the next read: %d, want 1", n)
+	}
+	if err := s1.Update(ctx, func(c *counterIndex) error { c.Counts["n"]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var viewed int
+	if err := s1.View(ctx, func(c *counterIndex) error { viewed = c.Counts["n"]; return nil }); err != nil || viewed != 2 {
+		t.Fatalf("view = %d, %v; want 2", viewed, err)
+	}
+	if d := decodes.Load() - before; d != 0 {
+		t.Fatalf("%d decodes for reads, a view and an update of the file this store wrote, want 0", d)
+	}
+	if n := read(s2); n != 2 {
+		t.Fatalf("other store read %d, want 2", n)
+	}
+	if err := s2.Update(ctx, func(c *counterIndex) error { c.Counts["n"] = 7; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.View(ctx, func(c *counterIndex) error { viewed = c.Counts["n"]; return nil }); err != nil || viewed != 7 {
+		t.Fatalf("view after another store's write = %d, %v; want 7 (stale cache)", viewed, err)
+	}
+	if n := read(s1); n != 7 {
+		t.Fatalf("read after another store's write = %d, want 7 (stale cache)", n)
+	}
+	// A failed update leaves the cache as the file is.
+	if err := s1.Update(ctx, func(c *counterIndex) error { c.Counts["n"] = 100; return fmt.Errorf("no") }); err == nil {
+		t.Fatal("update error lost")
+	}
+	if n := read(s1); n != 7 {
+		t.Fatalf("read after a failed update = %d, want 7", n)
 	}
 }

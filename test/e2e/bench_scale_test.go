@@ -152,7 +152,8 @@ func runTimed(b *testing.B, env *harness.Env, args ...string) (time.Duration, in
 
 var lastCPU time.Duration
 
-// BenchmarkControlPlane1000: vm create, then vm list / inspect / rm / gc with 1000 VM records
+// BenchmarkControlPlane1000: vm create, then vm list / inspect / rm (one VM, then 100 in one
+// command) / gc with 1000 VM records
 // (the index is padded with copies of a real created record, which own no files).
 func BenchmarkControlPlane1000(b *testing.B) {
 	harness.Require(b, "mkfs.erofs", "mkfs.ext4")
@@ -166,7 +167,7 @@ func BenchmarkControlPlane1000(b *testing.B) {
 		creates = append(creates, d)
 	}
 	padIndex(b, env, 1000)
-	var lists, listCPU, jsons, inspects, rms []time.Duration
+	var lists, listCPU, jsons, inspects, rms, rmCPU []time.Duration
 	var rss int64
 	for i := range 5 {
 		d, r := runTimed(b, env, "vm", "list")
@@ -176,8 +177,14 @@ func BenchmarkControlPlane1000(b *testing.B) {
 		d, _ = runTimed(b, env, "vm", "inspect", fmt.Sprintf("pad%d", 500+i))
 		inspects = append(inspects, d)
 		d, _ = runTimed(b, env, "vm", "rm", fmt.Sprintf("pad%d", i))
-		rms = append(rms, d)
+		rms, rmCPU = append(rms, d), append(rmCPU, lastCPU)
 	}
+	many := []string{"vm", "rm"} // one command removing 100 of the ~995 records left
+	for i := 100; i < 200; i++ {
+		many = append(many, fmt.Sprintf("pad%d", i))
+	}
+	rmMany, _ := runTimed(b, env, many...)
+	rmManyCPU := lastCPU
 	gc, _ := runTimed(b, env, "gc")
 	b.ReportMetric(float64(median(creates).Milliseconds()), "create-ms")
 	b.ReportMetric(float64(median(lists).Milliseconds()), "list-1000-ms")
@@ -186,6 +193,9 @@ func BenchmarkControlPlane1000(b *testing.B) {
 	b.ReportMetric(float64(rss)/1024, "list-1000-peak-RSS-MiB")
 	b.ReportMetric(float64(median(inspects).Milliseconds()), "inspect-1000-ms")
 	b.ReportMetric(float64(median(rms).Milliseconds()), "rm-1000-ms")
+	b.ReportMetric(float64(median(rmCPU).Milliseconds()), "rm-1000-cpu-ms")
+	b.ReportMetric(float64(rmMany.Milliseconds()), "rm-100-of-1000-ms")
+	b.ReportMetric(float64(rmManyCPU.Milliseconds()), "rm-100-of-1000-cpu-ms")
 	b.ReportMetric(float64(gc.Milliseconds()), "gc-1000-ms")
 }
 

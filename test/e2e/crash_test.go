@@ -391,3 +391,110 @@ func snapshotIDs(t *testing.T, env *harness.Env) []string {
 	}
 	return out
 }
+
+// A `snapshot save` killed while the guest is paused must not leave it paused: the next command
+// that takes the VM's lock (here `vm start`, a no-op on a running VM), or a `vm list` that finds
+// the lock free, resumes the guest. The proof is the guest answering on its console.
+func TestCrashWhilePausedForSnapshot(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "run", "--name", "p1", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	vm := env.Inspect("p1")
+	env.WaitConsole(vm, "COCOON-READY", bootTimeout)
+	marker := filepath.Join(vm.RunDir, "paused-by-cocoon")
+
+	for i, recover := range [][]string{{"vm", "start", "p1"}, {"vm", "list"}} {
+		c := env.Cmd(t.Context(), "snapshot", "save", "--name", fmt.Sprintf("s%d", i), "p1")
+		c.Env = append(c.Env, "COCOON_CRASH_AT=snapshot-paused")
+		out, err := c.CombinedOutput()
+		if ws, _ := c.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("snapshot save was not killed at the paused point (err %v):\n%s", err, out)
+		}
+		if _, err := os.Stat(marker); err != nil {
+			t.Fatalf("no pause marker after the crash: %v", err)
+		}
+		r := env.Run(recover...)
+		if r.Err != nil {
+			t.Fatalf("cocoon %v after the crash: %v %s", recover, r.Err, r.Stderr)
+		}
+		if !strings.Contains(r.Stderr, "resumed guest left paused") {
+			t.Errorf("cocoon %v did not say it resumed the guest; stderr:\n%s", recover, r.Stderr)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("pause marker still there after cocoon %v", recover)
+		}
+		con := env.AttachConsole("p1")
+		pos := con.Prompt("tiny#", time.Minute)
+		con.Send(fmt.Sprintf("echo alive-%d-$((6*7))\r", i))
+		con.Expect(pos, fmt.Sprintf("alive-%d-42", i), time.Minute)
+		con.Send("\x1d.")
+		_ = con.Wait(30 * time.Second)
+		// The interrupted save left a pending snapshot record: it can be removed.
+		for _, name := range snapshotNames(t, env) {
+			env.MustRun("snapshot", "rm", name)
+		}
+	}
+	// A save that runs to its end leaves no marker and the guest running.
+	env.MustRun("snapshot", "save", "--name", "ok", "p1")
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a completed snapshot save left the pause marker")
+	}
+	env.MustRun("vm", "rm", "--force", "p1")
+}
+
+// While a `snapshot save` holds the VM's lock with the guest paused (stopped at that point),
+// `vm list` must not resume the guest under it; once the save goes on, it resumes the guest
+// itself and removes the marker.
+func TestListLeavesARunningSaveAlone(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "run", "--name", "p2", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	vm := env.Inspect("p2")
+	env.WaitConsole(vm, "COCOON-READY", bootTimeout)
+	marker := filepath.Join(vm.RunDir, "paused-by-cocoon")
+
+	c := env.Cmd(t.Context(), "snapshot", "save", "--name", "held", "p2")
+	c.Env = append(c.Env, "COCOON_CRASH_AT=snapshot-paused:stop")
+	var out strings.Builder
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill() //nolint:errcheck
+	// Wait until the save stops itself at the paused point.
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			t.Fatalf("snapshot save ended before the paused point: %s", out.String())
+		}
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "T" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := env.Run("vm", "list")
+	if r.Err != nil || strings.Contains(r.Stderr, "resumed guest") {
+		t.Fatalf("vm list while a save holds the VM: err %v, stderr:\n%s", r.Err, r.Stderr)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("vm list removed the pause marker of a save in progress: %v", err)
+	}
+	if err := c.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("snapshot save after SIGCONT: %v\n%s", err, out.String())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the completed save left its pause marker")
+	}
+	con := env.AttachConsole("p2")
+	pos := con.Prompt("tiny#", time.Minute)
+	con.Send("echo held-$((6*7))\r")
+	con.Expect(pos, "held-42", time.Minute)
+	con.Send("\x1d.")
+	_ = con.Wait(30 * time.Second)
+	env.MustRun("vm", "rm", "--force", "p2")
+}
