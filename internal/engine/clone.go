@@ -62,6 +62,7 @@ func checkGrowth(r resources, m *snapshot.Manifest, caps hypervisor.Capabilities
 
 // Clone creates and runs a new VM resuming from a snapshot, with a fresh network identity.
 func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
+	t0 := time.Now()
 	snap, err := e.snaps.Resolve(ctx, o.Snapshot)
 	if err != nil {
 		return nil, err
@@ -130,6 +131,7 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
 		return nil, err
 	}
+	slog.Debug("clone checked", "snapshot", snap.Name, "took", time.Since(t0))
 	nameBase := "cocoon-clone-" + strings.ToLower(id[:8])
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, nameBase) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},

@@ -77,10 +77,13 @@ func Run(ctx context.Context, p Plan, ready Ready, setup Setup) (Process, error)
 	}
 
 	logStart := FileSize(p.Log)
+	t0 := time.Now()
 	child, err := Launch(LaunchOptions{Binary: p.Binary, Args: p.Args, ExtraFiles: p.Files, Stdio: p.Stdio, Netns: p.Netns,
 		LogPath: p.Log, PIDPath: p.PIDFile})
 	if err == nil {
 		if err = await(ctx, p, child, ready, logStart); err == nil && setup != nil {
+			slog.Debug("hypervisor answers", "backend", p.Backend, "vm", p.VMID, "took", time.Since(t0))
+			t0 = time.Now()
 			err = setup(ctx)
 		}
 		if err != nil {
@@ -100,7 +103,7 @@ func Run(ctx context.Context, p Plan, ready Ready, setup Setup) (Process, error)
 		}
 		return Process{}, fmt.Errorf("%s for VM %s: %w (log: %s)", p.Backend, p.VMID, err, p.Log)
 	}
-	slog.Debug("hypervisor started", "backend", p.Backend, "vm", p.VMID, "pid", child.PID)
+	slog.Debug("hypervisor started", "backend", p.Backend, "vm", p.VMID, "pid", child.PID, "setup", time.Since(t0))
 	return child.Process, nil
 }
 
