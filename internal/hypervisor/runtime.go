@@ -114,6 +114,9 @@ func await(ctx context.Context, p Plan, child *Child, ready Ready, logStart int6
 		wait = 10 * time.Second
 	}
 	deadline := time.Now().Add(wait)
+	// Quick retries first: a control socket usually appears within milliseconds, and every
+	// millisecond of a clone counts; later ones back off to 10 ms.
+	poll := time.Millisecond
 	for {
 		select {
 		case <-child.Exited():
@@ -131,8 +134,9 @@ func await(ctx context.Context, p Plan, child *Child, ready Ready, logStart int6
 		case <-ctx.Done():
 			return fmt.Errorf("wait for control socket: %w", ctx.Err())
 		case <-child.Exited():
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(poll):
 		}
+		poll = min(2*poll, 10*time.Millisecond)
 	}
 }
 
