@@ -51,7 +51,7 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	for i, n := range spec.NICs[:len(saved.NICs)] {
 		swap[i] = nicLayoutOf(n) != saved.NICs[i]
 	}
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgResumeCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
 	args, files := ab.build()
 	r := restorer{spec: spec, layout: l, ignoreShared: saved.RAM.Shared, state: state, swap: swap, swapFDs: ab.swapFDs}
 
@@ -142,11 +142,13 @@ type restorer struct {
 
 func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 	start := time.Now()
+	// MIGRATION events tell when the load ends, with no query-migrate polling.
+	caps := []map[string]any{{"capability": "events", "state": true}}
 	if r.ignoreShared {
-		caps := []map[string]any{{"capability": "x-ignore-shared", "state": true}}
-		if err := c.execute("migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
-			return err
-		}
+		caps = append(caps, map[string]any{"capability": "x-ignore-shared", "state": true})
+	}
+	if err := c.execute("migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
+		return err
 	}
 	if err := c.executeWithFile("getfd", map[string]string{"fdname": stateFDName}, r.state, nil); err != nil {
 		return err
@@ -154,7 +156,7 @@ func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 	if err := c.execute("migrate-incoming", map[string]string{"uri": "fd:" + stateFDName}, nil); err != nil {
 		return err
 	}
-	if err := waitMigration(ctx, c); err != nil {
+	if err := waitIncoming(ctx, c); err != nil {
 		return fmt.Errorf("load snapshot state: %w", err)
 	}
 	loaded := time.Now()
