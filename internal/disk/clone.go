@@ -42,7 +42,7 @@ func CloneFileUnsynced(dst, src string) (CloneMethod, error) {
 func SyncFiles(paths ...string) error {
 	dirs := map[string]bool{}
 	for _, p := range paths {
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		f, err := os.Open(p) // fsync needs no write access
 		if err != nil {
 			return fmt.Errorf("sync %s: %w", p, err)
 		}
