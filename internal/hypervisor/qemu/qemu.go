@@ -32,11 +32,6 @@ type Options struct {
 	// TCGCacheMB is the TCG translation cache per VM. QEMU's default (1 GiB) grows into
 	// resident memory on long-running guests; 256 MiB holds a Linux guest's hot code.
 	TCGCacheMB int
-	// TCGResumeCacheMB is the TCG translation cache of a VM started from a snapshot (clone,
-	// restore): default 16 MiB. The cache fills append-only until it is full and flushed, so
-	// its size is what each such VM ends up holding privately; a resumed guest, unlike a
-	// booting one, runs little new code, and QEMU itself defaulted to 32 MiB before 5.2.
-	TCGResumeCacheMB int
 	// UEFI firmware code and variables templates, per guest architecture (GOARCH style).
 	Firmware map[string]Firmware
 	// CacheDir keeps host probes between commands (the run dir: cleared by a reboot);
@@ -53,17 +48,15 @@ type Backend struct {
 	socketWait  time.Duration
 	restoreWait time.Duration
 	tcgCacheMB  int
-	// tcgResumeCacheMB: see Options.TCGResumeCacheMB.
-	tcgResumeCacheMB int
-	firmware         map[string]Firmware
-	cacheDir         string
-	aioOnce          sync.Once
-	aio              string // see aioMode
+	firmware    map[string]Firmware
+	cacheDir    string
+	aioOnce     sync.Once
+	aio         string // see aioMode
 }
 
 // New returns a QEMU backend.
 func New(o Options) *Backend {
-	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB, tcgResumeCacheMB: o.TCGResumeCacheMB, firmware: o.Firmware, cacheDir: o.CacheDir}
+	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB, firmware: o.Firmware, cacheDir: o.CacheDir}
 	if b.binary == "" {
 		b.binary = "qemu-system-x86_64"
 	}
@@ -75,9 +68,6 @@ func New(o Options) *Backend {
 	}
 	if b.tcgCacheMB <= 0 {
 		b.tcgCacheMB = 256
-	}
-	if b.tcgResumeCacheMB <= 0 {
-		b.tcgResumeCacheMB = 16
 	}
 	return b
 }
