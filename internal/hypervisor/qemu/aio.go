@@ -23,7 +23,7 @@ const (
 // AIO is never used: every QEMU takes a 1024-event context from the host-wide fs.aio-max-nr
 // pool (65536 by default), so the 64th VM on a default host would fail to start. io_uring has
 // no such pool; where QEMU or the kernel cannot use it, QEMU's thread pool does the I/O.
-// The answer is kept in the run dir (see probeCache): probing runs a QEMU, which would
+// The answer is kept in the cache dir (see aioProbeKey): probing runs a QEMU, which would
 // otherwise be most of a clone's time.
 func (b *Backend) aioMode() string {
 	b.aioOnce.Do(func() {
@@ -124,7 +124,7 @@ func (b *Backend) storeAIO(key, mode, reason string) {
 		return
 	}
 	data, _ := json.Marshal(aioProbe{Key: key, Mode: mode, Reason: reason})
-	if err := os.MkdirAll(b.cacheDir, 0o755); err != nil {
+	if err := os.MkdirAll(b.cacheDir, 0o700); err != nil {
 		slog.Debug("keep QEMU aio probe", "err", err)
 		return
 	}

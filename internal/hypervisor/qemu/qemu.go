@@ -34,8 +34,8 @@ type Options struct {
 	TCGCacheMB int
 	// UEFI firmware code and variables templates, per guest architecture (GOARCH style).
 	Firmware map[string]Firmware
-	// CacheDir keeps host probes between commands (the run dir: cleared by a reboot);
-	// "" probes in every process.
+	// CacheDir keeps host probes between commands (<root>/cache: root-only, so nobody else
+	// can plant an answer); "" probes in every process.
 	CacheDir string
 }
 
@@ -293,7 +293,7 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 
 func init() {
 	hypervisor.Register(hypervisor.Registration{Name: Name, Auto: 1, New: func(cfg *config.Config) hypervisor.Backend {
-		return New(Options{Binary: cfg.QEMUBinary, CacheDir: cfg.RunDir, SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second,
+		return New(Options{Binary: cfg.QEMUBinary, CacheDir: filepath.Join(cfg.RootDir, "cache"), SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second,
 			Firmware: map[string]Firmware{
 				"amd64": {Code: cfg.FirmwareCode, Vars: cfg.FirmwareVars},
 				"arm64": {Code: cfg.FirmwareCodeARM64, Vars: cfg.FirmwareVarsARM64},

@@ -51,7 +51,7 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	for i, n := range spec.NICs[:len(saved.NICs)] {
 		swap[i] = nicLayoutOf(n) != saved.NICs[i]
 	}
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgResumeCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
 	args, files := ab.build()
 	r := restorer{spec: spec, layout: l, ignoreShared: saved.RAM.Shared, state: state, swap: swap, swapFDs: ab.swapFDs}
 
