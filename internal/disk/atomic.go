@@ -14,6 +14,11 @@ import (
 // by handing its name to a tool), then fsyncs and renames it into place, so a failure at any step
 // leaves nothing behind and readers never see a half-made disk.
 func createAtomic(path string, perm os.FileMode, fill func(tmp *os.File) error) error {
+	return createFile(path, perm, true, fill)
+}
+
+// createFile is createAtomic; with durable false it skips the fsyncs (see CloneFileUnsynced).
+func createFile(path string, perm os.FileMode, durable bool, fill func(tmp *os.File) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
@@ -32,8 +37,10 @@ func createAtomic(path string, perm os.FileMode, fill func(tmp *os.File) error) 
 	if err := fill(tmp); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp.Name(), err)
@@ -42,6 +49,9 @@ func createAtomic(path string, perm os.FileMode, fill func(tmp *os.File) error) 
 		return fmt.Errorf("rename into %s: %w", path, err)
 	}
 	done = true
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
 }
 

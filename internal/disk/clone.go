@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,43 @@ const (
 // CloneFile copies src to dst, sharing extents when the filesystem can reflink and otherwise copying
 // only the data regions. dst appears complete or not at all; it gets src's permission bits.
 func CloneFile(dst, src string) (CloneMethod, error) {
+	return cloneFile(dst, src, true)
+}
+
+// CloneFileUnsynced is CloneFile without the fsyncs: the copy is whole once in place, but a
+// host crash may lose it until SyncFiles returns. A caller that overlaps the flush with other
+// work (a clone does with the hypervisor's start) must not commit anything that relies on
+// the file before SyncFiles succeeds.
+func CloneFileUnsynced(dst, src string) (CloneMethod, error) {
+	return cloneFile(dst, src, false)
+}
+
+// SyncFiles makes files and their directory entries durable.
+func SyncFiles(paths ...string) error {
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		f, err := os.Open(p) // fsync needs no write access
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", p, err)
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cloneFile(dst, src string, durable bool) (CloneMethod, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return "", fmt.Errorf("clone %s: %w", src, err)
@@ -39,7 +77,7 @@ func CloneFile(dst, src string) (CloneMethod, error) {
 		return "", fmt.Errorf("clone %s: not a regular file", src)
 	}
 	var method CloneMethod
-	err = createAtomic(dst, st.Mode().Perm(), func(out *os.File) error {
+	err = createFile(dst, st.Mode().Perm(), durable, func(out *os.File) error {
 		err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
 		if err == nil {
 			method = MethodReflink

@@ -257,3 +257,24 @@ func TestSupportsDirectIO(t *testing.T) {
 		t.Fatal("SupportsDirectIO is true on ramfs")
 	}
 }
+
+// The unsynced copy is the same copy (content, holes, mode, no temp file left); SyncFiles then
+// flushes it, and refuses a path that is not there.
+func TestCloneFileUnsyncedThenSync(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src.raw"), filepath.Join(dir, "dst.raw")
+	writeSparse(t, src, 16, 0, 7, 15)
+	if _, err := CloneFileUnsynced(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	assertSameSparseCopy(t, src, dst)
+	if left, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(left) != 0 {
+		t.Fatalf("temp files left: %v", left)
+	}
+	if err := SyncFiles(dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncFiles(filepath.Join(dir, "missing.raw")); err == nil {
+		t.Fatal("SyncFiles of a missing file succeeded")
+	}
+}

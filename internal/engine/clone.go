@@ -65,6 +65,7 @@ func checkGrowth(r resources, m *snapshot.Manifest, caps hypervisor.Capabilities
 
 // Clone creates and runs a new VM resuming from a snapshot, with a fresh network identity.
 func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
+	t0 := time.Now()
 	snap, err := e.snaps.Resolve(ctx, o.Snapshot)
 	if err != nil {
 		return nil, err
@@ -136,14 +137,18 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	if err := ensurePrivateDir(e.cfg.MemoryDir); err != nil {
 		return nil, err
 	}
+	slog.Debug("clone checked", "snapshot", snap.Name, "took", time.Since(t0))
 	nameBase := "cocoon-clone-" + strings.ToLower(id[:8])
+	var copied []string
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, nameBase) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
 		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
 		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
-		{"copy disks", func(context.Context) error { return e.materialize(vm, snap, img, vm.RunDir) }, nil},
+		// The copies are flushed while the hypervisor starts (resumeFrom), before the record
+		// that relies on them says running: until then a crash leaves a creating VM for gc.
+		{"copy disks", func(context.Context) (err error) { copied, err = e.copyDisks(vm, snap, img, vm.RunDir); return err }, nil},
 		{"new cloud-init identity", func(context.Context) error { return e.freshCidata(vm) }, nil},
-		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap, o.OnDemand) }, nil},
+		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap, o.OnDemand, copied...) }, nil},
 	}
 	if err := e.withVMLock(ctx, id, func() error { return runSteps(ctx, "clone "+snap.Name, steps) }); err != nil {
 		return nil, err
@@ -204,29 +209,41 @@ func repoOf(ref string) string {
 // materialize rebuilds the VM's disks from the snapshot into dir: writable files are
 // reflinked or sparse-copied, layers and cloud bases come from the local image store.
 func (e *Engine) materialize(vm *VM, snap *snapshot.Snapshot, img *image.Image, dir string) error {
-	if err := e.planFromSnapshot(vm, snap, img, dir); err != nil {
+	copied, err := e.copyDisks(vm, snap, img, dir)
+	if err != nil {
 		return err
 	}
+	return disk.SyncFiles(copied...)
+}
+
+// copyDisks is materialize without making the copies durable: it returns the files the caller
+// must pass to disk.SyncFiles before it records anything that relies on them.
+func (e *Engine) copyDisks(vm *VM, snap *snapshot.Snapshot, img *image.Image, dir string) ([]string, error) {
+	if err := e.planFromSnapshot(vm, snap, img, dir); err != nil {
+		return nil, err
+	}
 	src := e.snaps.Dir(snap.ID)
+	var copied []string
 	for _, d := range vm.Disks {
 		if d.Role == "layer" {
 			continue
 		}
 		name := filepath.Base(d.Path)
-		if _, err := disk.CloneFile(d.Path, filepath.Join(src, name)); err != nil {
-			return fmt.Errorf("copy %s: %w", name, err)
+		if _, err := disk.CloneFileUnsynced(d.Path, filepath.Join(src, name)); err != nil {
+			return nil, fmt.Errorf("copy %s: %w", name, err)
 		}
+		copied = append(copied, d.Path)
 		if err := e.fixDisk(vm, img, d); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if img.Kind == image.KindOCI || vm.Boot.FirmwareVars == "" {
-		return nil
+		return copied, nil
 	}
-	if _, err := disk.CloneFile(vm.Boot.FirmwareVars, filepath.Join(src, snapshot.FileFirmware)); err != nil {
-		return fmt.Errorf("copy UEFI variables: %w", err)
+	if _, err := disk.CloneFileUnsynced(vm.Boot.FirmwareVars, filepath.Join(src, snapshot.FileFirmware)); err != nil {
+		return nil, fmt.Errorf("copy UEFI variables: %w", err)
 	}
-	return nil
+	return append(copied, vm.Boot.FirmwareVars), nil
 }
 
 // planFromSnapshot sets the disks and boot configuration a VM made from the snapshot gets in
@@ -304,20 +321,35 @@ func virtualSize(d hypervisor.Disk) (int64, error) {
 }
 
 // resumeFrom starts the VM's hypervisor from the snapshot's state and records it running.
-func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot, onDemand bool) error {
+// The unsynced files are flushed meanwhile; the VM is recorded running only once they are
+// durable, and its hypervisor is stopped when they cannot be made so.
+func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot, onDemand bool, unsynced ...string) error {
+	synced := make(chan error, 1)
+	go func() { synced <- disk.SyncFiles(unsynced...) }()
 	spec, files, err := e.buildSpec(vm, vm.CidataAttached)
 	defer closeFiles(files)
-	if err != nil {
-		return err
+	if err == nil {
+		err = e.makeMemoryDir(spec.MemoryDir)
 	}
-	if err := e.makeMemoryDir(spec.MemoryDir); err != nil {
+	if err != nil {
+		<-synced
 		return err
 	}
 	src := snapshotSource(e.snaps.Dir(snap.ID), &snap.Manifest)
 	src.OnDemand = onDemand
 	proc, err := sn.StartFromSnapshot(ctx, spec, src)
+	serr := <-synced
 	if err != nil {
 		return err
+	}
+	if serr != nil {
+		ref := hypervisor.VMRef{ID: vm.ID, RunDir: vm.RunDir, PID: proc.PID, StartTime: proc.StartTime}
+		if b, ok := e.backends[vm.Hypervisor]; ok {
+			if stopErr := b.Stop(context.WithoutCancel(ctx), ref, hypervisor.StopOptions{Force: true}); stopErr != nil {
+				slog.Warn("stop hypervisor after failed disk flush", "vm", vm.ID, "err", stopErr)
+			}
+		}
+		return fmt.Errorf("flush disks of VM %s: %w", vm.ID, serr)
 	}
 	vm.State, vm.PID, vm.PIDStart, vm.Accel, vm.DiskAIO, vm.LastError = StateRunning, proc.PID, proc.StartTime, proc.Accel, proc.DiskAIO, ""
 	now := time.Now().UTC()

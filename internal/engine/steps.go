@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cocoonstack/cocoon/internal/crashpoint"
 )
@@ -23,7 +24,10 @@ type step struct {
 func runSteps(ctx context.Context, what string, steps []step) error {
 	for i, s := range steps {
 		crashpoint.Hit()
-		if err := s.do(ctx); err != nil {
+		t0 := time.Now()
+		err := s.do(ctx)
+		slog.Debug("step", "op", what, "step", s.name, "took", time.Since(t0), "ok", err == nil)
+		if err != nil {
 			for j := i; j >= 0; j-- {
 				if u := steps[j].undo; u != nil {
 					if uerr := u(context.WithoutCancel(ctx)); uerr != nil {

@@ -77,7 +77,7 @@ func Launch(opts LaunchOptions) (*Child, error) {
 	}()
 
 	if child.StartTime, err = StartTime(child.PID); err == nil {
-		err = store.WriteFileAtomic(opts.PIDPath, []byte(strconv.Itoa(child.PID)+"\n"), 0o600)
+		err = store.WriteRuntimeFile(opts.PIDPath, []byte(strconv.Itoa(child.PID)+"\n"), 0o600)
 	}
 	if err != nil {
 		child.Kill()

@@ -80,10 +80,13 @@ func Run(ctx context.Context, p Plan, ready Ready, setup Setup) (Process, error)
 	}
 
 	logStart := FileSize(p.Log)
+	t0 := time.Now()
 	child, err := Launch(LaunchOptions{Binary: p.Binary, Args: p.Args, ExtraFiles: p.Files, Stdio: p.Stdio, Netns: p.Netns, Dir: p.Dir,
 		LogPath: p.Log, PIDPath: p.PIDFile})
 	if err == nil {
 		if err = await(ctx, p, child, ready, logStart); err == nil && setup != nil {
+			slog.Debug("hypervisor answers", "backend", p.Backend, "vm", p.VMID, "took", time.Since(t0))
+			t0 = time.Now()
 			err = setup(ctx)
 		}
 		if err != nil {
@@ -103,7 +106,7 @@ func Run(ctx context.Context, p Plan, ready Ready, setup Setup) (Process, error)
 		}
 		return Process{}, fmt.Errorf("%s for VM %s: %w (log: %s)", p.Backend, p.VMID, err, p.Log)
 	}
-	slog.Debug("hypervisor started", "backend", p.Backend, "vm", p.VMID, "pid", child.PID)
+	slog.Debug("hypervisor started", "backend", p.Backend, "vm", p.VMID, "pid", child.PID, "setup", time.Since(t0))
 	return child.Process, nil
 }
 
@@ -114,6 +117,9 @@ func await(ctx context.Context, p Plan, child *Child, ready Ready, logStart int6
 		wait = 10 * time.Second
 	}
 	deadline := time.Now().Add(wait)
+	// Quick retries first: a control socket usually appears within milliseconds, and every
+	// millisecond of a clone counts; later ones back off to 10 ms.
+	poll := time.Millisecond
 	for {
 		select {
 		case <-child.Exited():
@@ -131,8 +137,9 @@ func await(ctx context.Context, p Plan, child *Child, ready Ready, logStart int6
 		case <-ctx.Done():
 			return fmt.Errorf("wait for control socket: %w", ctx.Err())
 		case <-child.Exited():
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(poll):
 		}
+		poll = min(2*poll, 10*time.Millisecond)
 	}
 }
 

@@ -211,6 +211,17 @@ func (s *Store[T, P]) WriteUnlocked(idx P) error {
 // WriteFileAtomic writes data to path so that readers see the old or the new content, never a
 // mix, even across a crash: temp file in the same dir, fsync, rename, fsync of the directory.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// WriteRuntimeFile is WriteFileAtomic without the fsyncs, for files that describe a running
+// process (its PID file, its device layout): readers still see the old or the new content,
+// and a host crash, the only thing an fsync guards against, ends the process they describe.
+func WriteRuntimeFile(path string, data []byte, perm fs.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+func writeFile(path string, data []byte, perm fs.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create dir for %s: %w", path, err)
@@ -229,8 +240,10 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
@@ -244,6 +257,9 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	}
 	done = true
 	defer crashpoint.Hit()
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
 }
 

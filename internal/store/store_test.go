@@ -253,3 +253,24 @@ func TestCachedIndexFollowsTheFile(t *testing.T) {
 		t.Fatalf("read after a failed update = %d, want 7", n)
 	}
 }
+
+// A runtime file replaces the old content whole, with the asked mode, and leaves no temp file.
+func TestWriteRuntimeFileReplacesWhole(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "run", "qemu.pid")
+	for _, want := range []string{"123\n", "4567\n"} {
+		if err := WriteRuntimeFile(p, []byte(want), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != want {
+			t.Fatalf("content %q (%v), want %q", got, err, want)
+		}
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v (%v), want 0600", st.Mode().Perm(), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "run", ".tmp-*")); len(left) != 0 {
+		t.Fatalf("temp files left: %v", left)
+	}
+}

@@ -280,12 +280,19 @@ func checkMemoryAndNICGrowth(t *testing.T, env *harness.Env) {
 	}
 	memTotal := func(vm string, atLeastMiB int) {
 		t.Helper()
+		// The guest plugs the clone's new NICs after the clone command returns (it returns once
+		// the guest runs): wait for them to show up.
+		mac := env.Inspect(vm).Networks[1].MAC
 		out := shell(t, env, vm, "cat /sys/class/net/*/address; grep MemTotal /proc/meminfo", "MemTotal")
+		for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(out, mac) && time.Now().Before(deadline); {
+			time.Sleep(2 * time.Second)
+			out = shell(t, env, vm, "cat /sys/class/net/*/address; grep MemTotal /proc/meminfo", "MemTotal")
+		}
 		var kb int
 		if _, err := fmt.Sscanf(out[strings.Index(out, "MemTotal:"):], "MemTotal: %d kB", &kb); err != nil || kb>>10 < atLeastMiB {
 			t.Fatalf("VM %s: guest MemTotal %d MiB, want at least %d MiB:\n%s", vm, kb>>10, atLeastMiB, out)
 		}
-		if !strings.Contains(out, env.Inspect(vm).Networks[1].MAC) {
+		if !strings.Contains(out, mac) {
 			t.Fatalf("VM %s: the guest lacks the hot-added NIC's MAC:\n%s", vm, out)
 		}
 	}

@@ -36,3 +36,32 @@ func TestAIOProbeAndArgv(t *testing.T) {
 		t.Errorf("argv does not use aio=%s:\n%s", want, cmd)
 	}
 }
+
+// A probe's answer is kept in the cache dir and reused while the binary and kernel are the
+// same; a record for another binary or kernel is probed again and replaced.
+func TestAIOProbeCache(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	dir := t.TempDir()
+	b := New(Options{CacheDir: dir})
+	probed := b.aioMode()
+	key := aioProbeKey(b.binary)
+	if mode, _, ok := b.cachedAIO(key); !ok || mode != probed {
+		t.Fatalf("cache after probe: %q %v, want %q", mode, ok, probed)
+	}
+	// A planted answer with the current key is believed: no probe runs.
+	other := map[string]string{aioIOURing: aioThreads, aioThreads: aioIOURing}[probed]
+	b.storeAIO(key, other, "planted")
+	if got := New(Options{CacheDir: dir}).aioMode(); got != other {
+		t.Fatalf("aio mode %q, want the cached %q", got, other)
+	}
+	// A stale key (an upgraded QEMU, a new boot) is probed again.
+	b.storeAIO(key+"-old", other, "stale")
+	if got := New(Options{CacheDir: dir}).aioMode(); got != probed {
+		t.Fatalf("aio mode %q after a stale cache, want the probed %q", got, probed)
+	}
+	if mode, _, ok := b.cachedAIO(key); !ok || mode != probed {
+		t.Fatalf("stale cache not replaced: %q %v", mode, ok)
+	}
+}

@@ -124,7 +124,7 @@ func layoutPath(runDir string) string { return filepath.Join(runDir, "layout.jso
 func writeLayout(runDir string, l layout) error {
 	data, err := json.MarshalIndent(l, "", "  ")
 	if err == nil {
-		err = store.WriteFileAtomic(layoutPath(runDir), append(data, '\n'), 0o600)
+		err = store.WriteRuntimeFile(layoutPath(runDir), append(data, '\n'), 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("record device layout in %s: %w", runDir, err)

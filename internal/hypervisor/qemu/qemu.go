@@ -34,6 +34,9 @@ type Options struct {
 	TCGCacheMB int
 	// UEFI firmware code and variables templates, per guest architecture (GOARCH style).
 	Firmware map[string]Firmware
+	// CacheDir keeps host probes between commands (<root>/cache: root-only, so nobody else
+	// can plant an answer); "" probes in every process.
+	CacheDir string
 }
 
 // Firmware is one UEFI firmware: its code and the template of its variables store.
@@ -46,13 +49,14 @@ type Backend struct {
 	restoreWait time.Duration
 	tcgCacheMB  int
 	firmware    map[string]Firmware
+	cacheDir    string
 	aioOnce     sync.Once
 	aio         string // see aioMode
 }
 
 // New returns a QEMU backend.
 func New(o Options) *Backend {
-	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB, firmware: o.Firmware}
+	b := &Backend{binary: o.Binary, socketWait: o.SocketWait, restoreWait: o.RestoreWait, tcgCacheMB: o.TCGCacheMB, firmware: o.Firmware, cacheDir: o.CacheDir}
 	if b.binary == "" {
 		b.binary = "qemu-system-x86_64"
 	}
@@ -307,7 +311,7 @@ func (b *Backend) DebugCommand(spec hypervisor.VMSpec) (string, error) {
 
 func init() {
 	hypervisor.Register(hypervisor.Registration{Name: Name, Auto: 1, New: func(cfg *config.Config) hypervisor.Backend {
-		return New(Options{Binary: cfg.QEMUBinary, SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second,
+		return New(Options{Binary: cfg.QEMUBinary, CacheDir: filepath.Join(cfg.RootDir, "cache"), SocketWait: time.Duration(cfg.SocketWaitTimeoutSeconds) * time.Second,
 			Firmware: map[string]Firmware{
 				"amd64": {Code: cfg.FirmwareCode, Vars: cfg.FirmwareVars},
 				"arm64": {Code: cfg.FirmwareCodeARM64, Vars: cfg.FirmwareVarsARM64},

@@ -142,11 +142,13 @@ type restorer struct {
 
 func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 	start := time.Now()
+	// MIGRATION events tell when the load ends, with no query-migrate polling.
+	caps := []map[string]any{{"capability": "events", "state": true}}
 	if r.ignoreShared {
-		caps := []map[string]any{{"capability": "x-ignore-shared", "state": true}}
-		if err := c.execute("migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
-			return err
-		}
+		caps = append(caps, map[string]any{"capability": "x-ignore-shared", "state": true})
+	}
+	if err := c.execute("migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
+		return err
 	}
 	if err := c.executeWithFile("getfd", map[string]string{"fdname": stateFDName}, r.state, nil); err != nil {
 		return err
@@ -154,7 +156,7 @@ func (r *restorer) run(ctx context.Context, c *qmpClient) error {
 	if err := c.execute("migrate-incoming", map[string]string{"uri": "fd:" + stateFDName}, nil); err != nil {
 		return err
 	}
-	if err := waitMigration(ctx, c); err != nil {
+	if err := waitIncoming(ctx, c); err != nil {
 		return fmt.Errorf("load snapshot state: %w", err)
 	}
 	loaded := time.Now()

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -194,4 +195,32 @@ func waitMigration(ctx context.Context, c *qmpClient) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// waitIncoming waits for the MIGRATION event (the "events" capability) that ends an incoming
+// migration; on failure query-migrate gives the reason.
+func waitIncoming(ctx context.Context, c *qmpClient) error {
+	status := func(m qmpMessage) string {
+		var d struct {
+			Status string `json:"status"`
+		}
+		if m.Event != "MIGRATION" || json.Unmarshal(m.Data, &d) != nil {
+			return ""
+		}
+		return d.Status
+	}
+	ev, err := c.waitEvent(func(m qmpMessage) bool {
+		s := status(m)
+		return s == "completed" || s == "failed" || s == "cancelled"
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("migration not over: %w", ctx.Err())
+		}
+		return err
+	}
+	if status(ev) == "completed" {
+		return nil
+	}
+	return waitMigration(ctx, c) // reports the failure with QEMU's error-desc
 }
