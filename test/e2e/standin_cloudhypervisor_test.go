@@ -17,20 +17,27 @@ import (
 // chStandin builds the Cloud Hypervisor stand-in and points env's config at it; every API
 // request it receives is recorded to the returned log (and checked against the official API).
 func chStandin(t *testing.T, env *harness.Env) (binary, requests string) {
+	return standin(t, env, "cloud-hypervisor", "ch_binary")
+}
+
+// standin builds the stand-in test/standin/<name>, names it in env's config under key, and
+// has it record every API request it receives (each validated against the hypervisor's API
+// definition) in the returned log.
+func standin(t *testing.T, env *harness.Env, name, key string) (binary, requests string) {
 	t.Helper()
 	dir := t.TempDir()
-	binary = filepath.Join(dir, "cloud-hypervisor")
-	cmd := exec.Command("go", "build", "-o", binary, "./test/standin/cloud-hypervisor")
+	binary = filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", binary, "./test/standin/"+name)
 	cmd.Dir = harness.Repo
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the cloud-hypervisor stand-in: %v\n%s", err, out)
+		t.Fatalf("build the %s stand-in: %v\n%s", name, err, out)
 	}
 	requests = filepath.Join(dir, "requests.jsonl")
 	f, err := os.OpenFile(env.Config, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.WriteString("ch_binary: " + binary + "\n")
+	_, err = f.WriteString(key + ": " + binary + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

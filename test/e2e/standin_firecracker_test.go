@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,25 +16,8 @@ import (
 // record every API request (each validated against firecracker-swagger.yaml) in the returned
 // log.
 func fcStandin(t *testing.T, env *harness.Env) string {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "firecracker")
-	build := exec.Command("go", "build", "-o", bin, "./test/standin/firecracker")
-	build.Dir = harness.Repo
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the firecracker stand-in: %v\n%s", err, out)
-	}
-	f, err := os.OpenFile(env.Config, os.O_WRONLY|os.O_APPEND, 0)
-	if err == nil {
-		_, err = f.WriteString("fc_binary: " + bin + "\n")
-		f.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(dir, "requests.jsonl")
-	env.ExtraEnv = append(env.ExtraEnv, "COCOON_STANDIN_LOG="+log)
-	return log
+	_, requests := standin(t, env, "firecracker", "fc_binary")
+	return requests
 }
 
 // checkRequests fails the test for any request the API definition rejected, and returns the
