@@ -9,7 +9,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +19,10 @@ import (
 
 	"github.com/cocoonstack/cocoon/internal/crashpoint"
 	"github.com/cocoonstack/cocoon/internal/lock"
+
+	// Indexes hold ~2 KB per VM: goccy/go-json decodes them 4× faster than encoding/json
+	// (vm list at 1000 VMs is mostly decoding), with the same format and semantics.
+	json "github.com/goccy/go-json"
 )
 
 // Index is implemented by every index type: embed Header and give Init to allocate maps.

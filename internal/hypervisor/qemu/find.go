@@ -10,6 +10,9 @@ import (
 // with it (or the QMP socket) a launch began since the last clean stop.
 func (b *Backend) Find(vm hypervisor.VMRef) (hypervisor.Process, bool) {
 	launched := exists(qmpPath(vm.RunDir)) || exists(layoutPath(vm.RunDir))
+	if !launched && !exists(pidPath(vm.RunDir)) {
+		return hypervisor.Process{}, false // the common case at scale: a VM cleanly stopped
+	}
 	return hypervisor.FindProcess(vm, b.planOf(vm.RunDir), launched)
 }
 
