@@ -29,7 +29,7 @@ func (a *app) doctorCommand() *cobra.Command {
 			c := a.cfg
 			o.RootDir, o.RunDir, o.LogDir, o.MemoryDir = c.RootDir, c.RunDir, c.LogDir, c.MemoryDir
 			o.CNIConfDir, o.CNIBinDir = c.CNIConfDir, c.CNIBinDir
-			o.QEMUBinary = c.QEMUBinary
+			o.QEMUBinary, o.MemoryMerge = c.QEMUBinary, c.MemoryMerge
 			o.FirmwareCode, o.FirmwareVars = c.FirmwareCode, c.FirmwareVars
 			o.FirmwareCodeARM64, o.FirmwareVarsARM64 = c.FirmwareCodeARM64, c.FirmwareVarsARM64
 			for _, r := range hypervisor.Registered() {
@@ -64,6 +64,7 @@ func (a *app) doctorCommand() *cobra.Command {
 	f.StringVar(&o.ProcSys, "proc-sys", "/proc/sys", "where sysctls are read and set")
 	f.StringVar(&o.SysctlDir, "sysctl-dir", "/etc/sysctl.d", "where --fix persists sysctls")
 	f.StringVar(&o.NetnsDir, "netns-dir", "/var/run/netns", "named network namespaces directory")
+	f.StringVar(&o.KSMDir, "ksm-dir", hypervisor.KSMDir, "the kernel's same-page merging controls (memory_merge)")
 	for _, h := range []string{"proc-sys", "sysctl-dir", "netns-dir"} {
 		_ = f.MarkHidden(h) // for tests, which must not change the machine
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	// the free space of the image temp dir caps it too. MaxLayerBytes is it parsed.
 	MaxLayerSize  string `mapstructure:"max_layer_size"`
 	MaxLayerBytes int64  `mapstructure:"-"`
+	// MemoryMerge makes every hypervisor this host launches mergeable by KSM, so identical
+	// pages of different VMs are stored once. Off by default: it trades isolation for density.
+	MemoryMerge bool `mapstructure:"memory_merge"`
 }
 
 // Log configures the CLI's own log (not the per-VM hypervisor logs, which live in LogDir).
@@ -93,6 +96,7 @@ var defaults = map[string]any{
 	"socket_wait_timeout_seconds":    10,
 	"pool_size":                      0,
 	"max_layer_size":                 "64G",
+	"memory_merge":                   false,
 }
 
 // FlagKeys maps global flag names to config keys.

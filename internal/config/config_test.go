@@ -71,6 +71,7 @@ terminate_grace_period_seconds: 3
 socket_wait_timeout_seconds: 4
 pool_size: 3
 max_layer_size: 2G
+memory_merge: true
 log:
   level: warn
   format: json
@@ -87,7 +88,7 @@ log:
 		DNS: []string{"9.9.9.9"}, Hypervisor: "qemu", Accel: "tcg", QEMUBinary: "/f/qemu", CHBinary: "/f/ch", FCBinary: "/f/fc", CHFirmware: "/f/CLOUDHV.fd",
 		MemoryDir: "/f/mem", FirmwareCode: "/f/code.fd", FirmwareVars: "/f/vars.fd", StopTimeoutSeconds: 7,
 		FirmwareCodeARM64: "/f/acode.fd", FirmwareVarsARM64: "/f/avars.fd",
-		TerminateGracePeriodSeconds: 3, SocketWaitTimeoutSeconds: 4, PoolSize: 3, MaxLayerSize: "2G", MaxLayerBytes: 2 << 30,
+		TerminateGracePeriodSeconds: 3, SocketWaitTimeoutSeconds: 4, PoolSize: 3, MaxLayerSize: "2G", MaxLayerBytes: 2 << 30, MemoryMerge: true,
 		Log: Log{Level: "warn", Format: "json", File: "/f/cocoon.log", MaxSizeMB: 11, MaxAgeDays: 12, MaxBackups: 13}}
 	assertConfig(t, c, &want)
 
@@ -100,6 +101,7 @@ log:
 		"COCOON_FIRMWARE_CODE_ARM64": "/e/acode.fd", "COCOON_FIRMWARE_VARS_ARM64": "/e/avars.fd",
 		"COCOON_STOP_TIMEOUT_SECONDS": "8", "COCOON_TERMINATE_GRACE_PERIOD_SECONDS": "2",
 		"COCOON_SOCKET_WAIT_TIMEOUT_SECONDS": "6", "COCOON_POOL_SIZE": "5", "COCOON_MAX_LAYER_SIZE": "512m", "COCOON_LOG_LEVEL": "debug",
+		"COCOON_MEMORY_MERGE": "true",
 		"COCOON_LOG_FORMAT": "text", "COCOON_LOG_FILE": "/e/cocoon.log", "COCOON_LOG_MAX_SIZE_MB": "21",
 		"COCOON_LOG_MAX_AGE_DAYS": "22", "COCOON_LOG_MAX_BACKUPS": "23",
 	}
@@ -114,7 +116,7 @@ log:
 		DNS: []string{"1.2.3.4", "5.6.7.8"}, Hypervisor: "firecracker", Accel: "kvm", QEMUBinary: "/e/qemu", CHBinary: "/e/ch",
 		FCBinary: "/e/fc", CHFirmware: "/e/CLOUDHV.fd", MemoryDir: "/e/mem", FirmwareCode: "/e/code.fd", FirmwareVars: "/e/vars.fd", StopTimeoutSeconds: 8,
 		FirmwareCodeARM64: "/e/acode.fd", FirmwareVarsARM64: "/e/avars.fd",
-		TerminateGracePeriodSeconds: 2, SocketWaitTimeoutSeconds: 6, PoolSize: 5, MaxLayerSize: "512m", MaxLayerBytes: 512 << 20,
+		TerminateGracePeriodSeconds: 2, SocketWaitTimeoutSeconds: 6, PoolSize: 5, MaxLayerSize: "512m", MaxLayerBytes: 512 << 20, MemoryMerge: true,
 		Log: Log{Level: "debug", Format: "text", File: "/e/cocoon.log", MaxSizeMB: 21, MaxAgeDays: 22, MaxBackups: 23}}
 	assertConfig(t, c, &want)
 

@@ -32,6 +32,7 @@ func checks(o *Options) []check {
 		{name: "sysctl fs.aio-max-nr", run: sysctlAtLeast("fs.aio-max-nr", aioMaxNr, Warn, "QEMU's native AIO runs out with many VMs"), fix: setSysctl("fs.aio-max-nr", aioMaxNr)},
 		{name: "iptables FORWARD", run: checkForwardPolicy},
 		{name: "hugepages", run: checkHugepages},
+		{name: "memory merge", run: checkMemoryMerge, fix: startKSM},
 	}
 	for _, b := range o.Backends {
 		cs = append(cs, check{name: "backend " + b.Name, run: checkBackend(b)})

@@ -39,6 +39,9 @@ type Options struct {
 	ProcSys    string // /proc/sys
 	SysctlDir  string // /etc/sysctl.d, where --fix persists sysctls
 	NetnsDir   string // /var/run/netns
+	KSMDir     string // /sys/kernel/mm/ksm
+	// MemoryMerge is the memory_merge setting: KSM must then run, and --fix starts it.
+	MemoryMerge bool
 	Subnet     string // for the default conflist: 10.88.0.0/16
 	KVMProblem func() string
 	Backends   []Backend // the registered hypervisor backends

@@ -24,7 +24,7 @@ func testOptions(t *testing.T) Options {
 		QEMUBinary:   "qemu-system-x86_64",
 		FirmwareCode: filepath.Join(tmp, "OVMF_CODE.fd"), FirmwareVars: filepath.Join(tmp, "OVMF_VARS.fd"),
 		FirmwareCodeARM64: filepath.Join(tmp, "AAVMF_CODE.fd"), FirmwareVarsARM64: filepath.Join(tmp, "AAVMF_VARS.fd"),
-		ProcSys: filepath.Join(tmp, "proc/sys"), SysctlDir: filepath.Join(tmp, "sysctl.d"), Subnet: "10.77.0.0/16",
+		ProcSys: filepath.Join(tmp, "proc/sys"), KSMDir: filepath.Join(tmp, "ksm"), SysctlDir: filepath.Join(tmp, "sysctl.d"), Subnet: "10.77.0.0/16",
 		KVMProblem: func() string { return "" },
 		Backends: []Backend{{Name: "usable", Available: func() error { return nil }},
 			{Name: "missing", Available: func() error { return errors.New("cocoon-no-such-ch not found") }}},
@@ -67,7 +67,7 @@ func TestCheckAndFixAgainstTempDirs(t *testing.T) {
 		"kvm": Pass, "qemu": Pass, "qemu-img": Pass, "mkfs.erofs": Pass, "mkfs.ext4": Pass, "cni plugins": Pass,
 		"backend usable": Pass, "backend missing": Warn, "firmware OVMF": Warn, "firmware AAVMF": Warn, "firmware CLOUDHV": Warn,
 		"cni conflist": Fail, "sysctl net.ipv4.ip_forward": Warn, "sysctl fs.aio-max-nr": Warn,
-		"dir root_dir": Warn, "dir memory_dir": Warn, "hugepages": Pass,
+		"dir root_dir": Warn, "dir memory_dir": Warn, "hugepages": Pass, "memory merge": Pass,
 	}
 	for name, st := range want {
 		if r[name].Status != st {
@@ -162,5 +162,35 @@ func TestWorldWritableDirAndBadSubnet(t *testing.T) {
 	o.Subnet = "fd00::/64"
 	if err := writeConflist(&o); err == nil || !strings.Contains(err.Error(), "IPv4 CIDR") {
 		t.Fatalf("IPv6 subnet: %v", err)
+	}
+}
+
+// TestMemoryMerge: off needs nothing; on needs ksmd running, which --fix starts.
+func TestMemoryMerge(t *testing.T) {
+	ctx := context.Background()
+	o := testOptions(t)
+	if err := os.MkdirAll(o.KSMDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(o.KSMDir, "run"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := checkMemoryMerge(ctx, &o); r.Status != Pass || !strings.Contains(r.Detail, "off") {
+		t.Errorf("memory_merge off: %+v", r)
+	}
+	o.MemoryMerge = true
+	if r := checkMemoryMerge(ctx, &o); r.Status != Warn || !strings.Contains(r.Hint, "doctor --fix") {
+		t.Errorf("memory_merge on, KSM stopped: %+v", r)
+	}
+	o.Fix = true
+	if r := byName(Run(ctx, o))["memory merge"]; r.Status != Fixed {
+		t.Errorf("--fix: %+v", r)
+	}
+	if run, _ := os.ReadFile(filepath.Join(o.KSMDir, "run")); string(run) != "1\n" {
+		t.Errorf("ksm run after --fix = %q", run)
+	}
+	o.KSMDir = filepath.Join(t.TempDir(), "none")
+	if r := checkMemoryMerge(ctx, &o); r.Status != Fail || !strings.Contains(r.Hint, "memory_merge to false") {
+		t.Errorf("no KSM: %+v", r)
 	}
 }

@@ -193,3 +193,28 @@ func writeConflist(o *Options) error {
 	}
 	return writeAtomic(filepath.Join(o.CNIConfDir, "10-cocoon.conflist"), append(data, '\n'), 0o644)
 }
+
+// checkMemoryMerge: with memory_merge set, the kernel must support per-process KSM and ksmd
+// must run, or VMs share no pages.
+func checkMemoryMerge(_ context.Context, o *Options) Result {
+	if !o.MemoryMerge {
+		return Result{Status: Pass, Detail: "off (memory_merge: false): VMs share no memory pages"}
+	}
+	if _, err := unix.PrctlRetInt(unix.PR_GET_MEMORY_MERGE, 0, 0, 0, 0); err != nil {
+		return Result{Status: Fail, Detail: fmt.Sprintf("memory_merge is set but this kernel has no per-process KSM (%v)", err),
+			Hint: "needs Linux 6.4 or later: set memory_merge to false"}
+	}
+	run, err := os.ReadFile(filepath.Join(o.KSMDir, "run"))
+	if err != nil {
+		return Result{Status: Fail, Detail: fmt.Sprintf("memory_merge is set but KSM is missing: %v", err), Hint: "a kernel built with CONFIG_KSM is needed: set memory_merge to false"}
+	}
+	if strings.TrimSpace(string(run)) != "1" {
+		return Result{Status: Warn, Detail: "memory_merge is set but KSM is not running: VMs share no pages",
+			Hint: "cocoon doctor --fix, or echo 1 > " + filepath.Join(o.KSMDir, "run")}
+	}
+	return Result{Status: Pass, Detail: "on: hypervisors are mergeable and ksmd runs (--fix does not persist it across reboots)"}
+}
+
+func startKSM(o *Options) error {
+	return os.WriteFile(filepath.Join(o.KSMDir, "run"), []byte("1\n"), 0o644)
+}

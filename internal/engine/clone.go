@@ -331,6 +331,9 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 	if err == nil {
 		err = e.makeMemoryDir(spec.MemoryDir)
 	}
+	if err == nil {
+		err = e.mergeMemory()
+	}
 	if err != nil {
 		<-synced
 		return err

@@ -66,8 +66,12 @@ func (e *Engine) launch(ctx context.Context, vm *VM) (*VM, error) {
 	if err != nil {
 		return nil, e.markError(ctx, vm, err)
 	}
-	if err := e.makeVMDirs(vm.RunDir, vm.LogDir); err == nil {
+	err = e.makeVMDirs(vm.RunDir, vm.LogDir)
+	if err == nil {
 		err = e.makeMemoryDir(spec.MemoryDir)
+	}
+	if err == nil {
+		err = e.mergeMemory()
 	}
 	if err != nil {
 		return nil, e.markError(ctx, vm, err)

@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonstack/cocoon/test/e2e/harness"
+)
+
+// memory_merge makes hypervisors and their console relays KSM-mergeable, and only then: the
+// default leaves every VM's pages its own. With ksmd running, two clones of one snapshot then
+// share the pages they hold alike (the kernel copy QEMU keeps for a reboot, most of all).
+func TestMemoryMerge(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs")
+	if _, err := os.Stat("/proc/self/ksm_stat"); err != nil {
+		t.Skip("kernel without per-process KSM (/proc/self/ksm_stat; Linux 6.4+)")
+	}
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "run", "--name", "plain", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	if got := mergeAny(t, env.Inspect("plain").PID); got {
+		t.Fatal("a VM started without memory_merge is KSM-mergeable as a whole")
+	}
+
+	env.ExtraEnv = append(env.ExtraEnv, "COCOON_MEMORY_MERGE=true")
+	env.MustRun("vm", "run", "--name", "src", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	src := env.Inspect("src")
+	if !mergeAny(t, src.PID) || !mergeAny(t, relayOf(t, src.RunDir)) {
+		t.Fatal("memory_merge: the hypervisor or its console relay is not KSM-mergeable")
+	}
+	env.WaitConsole(src, "COCOON-READY", bootTimeout)
+	env.MustRun("snapshot", "save", "--name", "s", "src")
+	env.MustRun("vm", "clone", "--name", "c1", "s")
+	env.MustRun("vm", "clone", "--name", "c2", "s")
+	c1 := env.Inspect("c1")
+	if !mergeAny(t, c1.PID) {
+		t.Fatal("memory_merge: a clone's hypervisor is not KSM-mergeable")
+	}
+
+	// ksmd is host-wide: start it only when it is off, and put it back as found.
+	const ksm = "/sys/kernel/mm/ksm/"
+	run, err := os.ReadFile(ksm + "run")
+	if err != nil {
+		t.Skipf("no KSM: %v", err)
+	}
+	if strings.TrimSpace(string(run)) != "1" {
+		scan, _ := os.ReadFile(ksm + "pages_to_scan")
+		t.Cleanup(func() {
+			_ = os.WriteFile(ksm+"pages_to_scan", scan, 0o644)
+			_ = os.WriteFile(ksm+"run", run, 0o644)
+		})
+		if err := os.WriteFile(ksm+"pages_to_scan", []byte("2000"), 0o644); err != nil {
+			t.Skipf("cannot tune KSM (needs root): %v", err)
+		}
+		if err := os.WriteFile(ksm+"run", []byte("1"), 0o644); err != nil {
+			t.Skipf("cannot start KSM (needs root): %v", err)
+		}
+	}
+	// QEMU's copy of the 14 MiB tiny kernel alone is ~3500 identical pages in each clone.
+	const want = 2048
+	var merged int
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if merged = ksmStat(t, c1.PID, "ksm_merging_pages"); merged >= want {
+			break
+		}
+	}
+	if merged < want {
+		t.Fatalf("clone c1 has %d KSM-merged pages after 2 min, want ≥ %d", merged, want)
+	}
+	t.Logf("clone c1: %d pages (%d MiB) merged", merged, merged*4/1024)
+}
+
+func mergeAny(t *testing.T, pid int) bool {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/ksm_stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(data, []byte("ksm_merge_any: yes"))
+}
+
+func ksmStat(t *testing.T, pid int, key string) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/ksm_stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, key+" "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/ksm_stat", key, pid)
+	return 0
+}
+
+// relayOf returns the PID of the console relay serving runDir's console.sock.
+func relayOf(t *testing.T, runDir string) int {
+	t.Helper()
+	want := []byte("cocoon-console-relay\x00" + filepath.Join(runDir, "console.sock") + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	for _, en := range entries {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		if cmd, _ := os.ReadFile("/proc/" + en.Name() + "/cmdline"); bytes.Equal(cmd, want) {
+			return pid
+		}
+	}
+	t.Fatalf("no console relay for %s", runDir)
+	return 0
+}
