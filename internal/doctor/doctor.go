@@ -36,16 +36,16 @@ type Options struct {
 	FirmwareCode, FirmwareVars           string
 	FirmwareCodeARM64, FirmwareVarsARM64 string
 
-	ProcSys    string // /proc/sys
-	SysctlDir  string // /etc/sysctl.d, where --fix persists sysctls
-	NetnsDir   string // /var/run/netns
-	KSMDir     string // /sys/kernel/mm/ksm
+	ProcSys   string // /proc/sys
+	SysctlDir string // /etc/sysctl.d, where --fix persists sysctls
+	NetnsDir  string // /var/run/netns
+	KSMDir    string // /sys/kernel/mm/ksm
 	// MemoryMerge is the memory_merge setting: KSM must then run, and --fix starts it.
 	MemoryMerge bool
-	Subnet     string // for the default conflist: 10.88.0.0/16
-	KVMProblem func() string
-	Backends   []Backend // the registered hypervisor backends
-	Fix        bool
+	Subnet      string // for the default conflist: 10.88.0.0/16
+	KVMProblem  func() string
+	Backends    []Backend // the registered hypervisor backends
+	Fix         bool
 }
 
 // Backend is one hypervisor backend, as doctor checks it.
