@@ -14,9 +14,9 @@ var (
 )
 
 // mergeMemory, with memory_merge set, makes the hypervisors this command launches (and their
-// console relays) mergeable by KSM before the first launch: identical pages of VMs — most of
-// all the kernel copy QEMU holds in every clone of one image — are then stored once. It is opt
-// in because page merging lets a guest learn through write timings which pages other guests
+// console relays) mergeable by KSM before the first launch: identical pages of VMs — QEMU's
+// heap, the kernel copy every cold-booted VM of one image holds — are then stored once. It is
+// opt in because page merging lets a guest learn through write timings which pages other guests
 // hold: density for isolation.
 func (e *Engine) mergeMemory() error {
 	if !e.cfg.MemoryMerge {

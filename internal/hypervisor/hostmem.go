@@ -34,8 +34,8 @@ const KSMDir = "/sys/kernel/mm/ksm"
 
 // MarkMergeable makes this process and every process it starts from now on — hypervisors and
 // their console relays, across exec — mergeable as a whole by KSM (PR_SET_MEMORY_MERGE, Linux
-// 6.4+). Marking a process is all it takes: QEMU itself only marks guest RAM, not the kernel
-// and initrd copies it keeps for a reboot, nor its heap, which are the same in every clone.
+// 6.4+). Marking a process is all it takes: QEMU itself only marks guest RAM, not its heap
+// or the kernel copy a cold-booted VM keeps for a reboot, which are alike in many VMs.
 func MarkMergeable() error {
 	if err := unix.Prctl(unix.PR_SET_MEMORY_MERGE, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("memory_merge: mark hypervisors mergeable: %w (needs Linux 6.4 or later: set memory_merge to false)", err)

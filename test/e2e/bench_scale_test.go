@@ -3,8 +3,10 @@ package e2e
 // Scale benchmarks: clone density and the control plane at 1000 VMs.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -56,8 +58,10 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 // BenchmarkCloneDensity starts N clones of one snapshot (COCOON_DENSITY_N, default 100, fewer
 // when available memory would not hold them at 64 MiB each), COCOON_DENSITY_PARALLEL at a time;
-// reports clones/s, clone time, PSS and private memory per clone, how many answer on their
-// console, and the time to remove all N concurrently.
+// reports clones/s, clone time, PSS and private memory per clone (its QEMU and console relay),
+// how many answer on their console, and the time to remove all N concurrently. The clones run
+// with memory_merge; their memory is measured again once ksmd (started for the measurement
+// when off, then put back) has merged their identical pages.
 func BenchmarkCloneDensity(b *testing.B) {
 	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
 	n, par := envInt("COCOON_DENSITY_N", 100), envInt("COCOON_DENSITY_PARALLEL", 4)
@@ -66,6 +70,7 @@ func BenchmarkCloneDensity(b *testing.B) {
 		n = max(fit, 1)
 	}
 	env := harness.NewEnv(b)
+	env.ExtraEnv = append(env.ExtraEnv, "COCOON_MEMORY_MERGE=true")
 	layout := harness.RequireImage(b, "tiny")
 	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
 	env.MustRun("image", "pull", ref)
@@ -96,14 +101,16 @@ func BenchmarkCloneDensity(b *testing.B) {
 		b.FailNow()
 	}
 	time.Sleep(5 * time.Second) // let the clones settle after resume
-	var pss, priv []float64
+	pids := make([]int, 0, 2*n)
 	for i := range n {
-		pid := env.Inspect(fmt.Sprintf("d%d", i)).PID
-		pss = append(pss, float64(smapsKB(b, pid, "Pss"))/1024)
-		priv = append(priv, float64(smapsKB(b, pid, "Private_Clean", "Private_Dirty"))/1024)
+		vm := env.Inspect(fmt.Sprintf("d%d", i))
+		pids = append(pids, vm.PID, relayPID(b, vm.RunDir))
 	}
-	sort.Float64s(pss)
-	sort.Float64s(priv)
+	pss, priv := clonesMemory(b, pids)
+	ksmPSS, ksmPriv := math.NaN(), math.NaN()
+	if startKSM(b) {
+		ksmPSS, ksmPriv = clonesMemory(b, pids)
+	}
 	answered := 0
 	for i := range n {
 		c := env.AttachConsole(fmt.Sprintf("d%d", i))
@@ -131,10 +138,77 @@ func BenchmarkCloneDensity(b *testing.B) {
 	b.ReportMetric(float64(n)/total.Seconds(), "clones/s")
 	b.ReportMetric(float64(median(times).Milliseconds()), "clone-median-ms")
 	b.ReportMetric(float64(percentile(times, 0.95).Milliseconds()), "clone-p95-ms")
-	b.ReportMetric(pss[len(pss)/2], "PSS-MiB/clone")
-	b.ReportMetric(priv[len(priv)/2], "private-MiB/clone")
+	b.ReportMetric(pss, "PSS-MiB/clone")
+	b.ReportMetric(priv, "private-MiB/clone")
+	if !math.IsNaN(ksmPSS) {
+		b.ReportMetric(ksmPSS, "PSS-MiB/clone-ksm")
+		b.ReportMetric(ksmPriv, "private-MiB/clone-ksm")
+	}
 	b.ReportMetric(float64(answered), "answered")
 	b.ReportMetric(time.Since(t0).Seconds(), "rm-all-s")
+}
+
+// clonesMemory returns the median PSS and private memory (MiB) of the clones whose QEMU and
+// console relay PIDs come in pairs.
+func clonesMemory(b *testing.B, pids []int) (pss, priv float64) {
+	var ps, pr []float64
+	for i := 0; i+1 < len(pids); i += 2 {
+		ps = append(ps, float64(smapsKB(b, pids[i], "Pss")+smapsKB(b, pids[i+1], "Pss"))/1024)
+		pr = append(pr, float64(smapsKB(b, pids[i], "Private_Clean", "Private_Dirty")+smapsKB(b, pids[i+1], "Private_Clean", "Private_Dirty"))/1024)
+	}
+	sort.Float64s(ps)
+	sort.Float64s(pr)
+	return ps[len(ps)/2], pr[len(pr)/2]
+}
+
+// relayPID returns the PID of the console relay serving runDir's console.sock.
+func relayPID(tb testing.TB, runDir string) int {
+	tb.Helper()
+	want := []byte("cocoon-console-relay\x00" + filepath.Join(runDir, "console.sock") + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	for _, en := range entries {
+		if cmd, _ := os.ReadFile("/proc/" + en.Name() + "/cmdline"); bytes.Equal(cmd, want) {
+			pid, _ := strconv.Atoi(en.Name())
+			return pid
+		}
+	}
+	tb.Fatalf("no console relay for %s", runDir)
+	return 0
+}
+
+// startKSM runs ksmd (put back as found when the benchmark ends) and waits until it has made
+// two full passes over the mergeable pages, which merging takes. False when it cannot.
+func startKSM(b *testing.B) bool {
+	const ksm = "/sys/kernel/mm/ksm/"
+	run, err := os.ReadFile(ksm + "run")
+	if err != nil {
+		b.Logf("NOTE: no KSM (%v): memory with merging not measured", err)
+		return false
+	}
+	if strings.TrimSpace(string(run)) != "1" {
+		scan, _ := os.ReadFile(ksm + "pages_to_scan")
+		b.Cleanup(func() {
+			_ = os.WriteFile(ksm+"pages_to_scan", scan, 0o644)
+			_ = os.WriteFile(ksm+"run", run, 0o644)
+		})
+		if os.WriteFile(ksm+"pages_to_scan", []byte("4000"), 0o644) != nil || os.WriteFile(ksm+"run", []byte("1"), 0o644) != nil {
+			b.Log("NOTE: cannot start KSM (needs root): memory with merging not measured")
+			return false
+		}
+	}
+	scans := func() int {
+		data, _ := os.ReadFile(ksm + "full_scans")
+		n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return n
+	}
+	start := scans()
+	for deadline := time.Now().Add(5 * time.Minute); scans() < start+2; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			b.Log("NOTE: ksmd made no two full passes in 5 min: memory with merging not measured")
+			return false
+		}
+	}
+	return true
 }
 
 // runTimed runs cocoon once and returns its wall time and peak RSS (KiB); lastCPU keeps its

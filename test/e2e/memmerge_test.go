@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +14,7 @@ import (
 
 // memory_merge makes hypervisors and their console relays KSM-mergeable, and only then: the
 // default leaves every VM's pages its own. With ksmd running, two clones of one snapshot then
-// share the pages they hold alike (the kernel copy QEMU keeps for a reboot, most of all).
+// share the pages they hold alike (QEMU's heap, pages the guests wrote the same).
 func TestMemoryMerge(t *testing.T) {
 	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs")
 	if _, err := os.Stat("/proc/self/ksm_stat"); err != nil {
@@ -31,7 +30,7 @@ func TestMemoryMerge(t *testing.T) {
 	env.ExtraEnv = append(env.ExtraEnv, "COCOON_MEMORY_MERGE=true")
 	env.MustRun("vm", "run", "--name", "src", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
 	src := env.Inspect("src")
-	if !mergeAny(t, src.PID) || !mergeAny(t, relayOf(t, src.RunDir)) {
+	if !mergeAny(t, src.PID) || !mergeAny(t, relayPID(t, src.RunDir)) {
 		t.Fatal("memory_merge: the hypervisor or its console relay is not KSM-mergeable")
 	}
 	env.WaitConsole(src, "COCOON-READY", bootTimeout)
@@ -62,8 +61,8 @@ func TestMemoryMerge(t *testing.T) {
 			t.Skipf("cannot start KSM (needs root): %v", err)
 		}
 	}
-	// QEMU's copy of the 14 MiB tiny kernel alone is ~3500 identical pages in each clone.
-	const want = 2048
+	// 9 MiB were seen merged in each clone: ask for 4.
+	const want = 1024
 	var merged int
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 		if merged = ksmStat(t, c1.PID, "ksm_merging_pages"); merged >= want {
@@ -98,23 +97,5 @@ func ksmStat(t *testing.T, pid int, key string) int {
 		}
 	}
 	t.Fatalf("no %s in /proc/%d/ksm_stat", key, pid)
-	return 0
-}
-
-// relayOf returns the PID of the console relay serving runDir's console.sock.
-func relayOf(t *testing.T, runDir string) int {
-	t.Helper()
-	want := []byte("cocoon-console-relay\x00" + filepath.Join(runDir, "console.sock") + "\x00")
-	entries, _ := os.ReadDir("/proc")
-	for _, en := range entries {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		if cmd, _ := os.ReadFile("/proc/" + en.Name() + "/cmdline"); bytes.Equal(cmd, want) {
-			return pid
-		}
-	}
-	t.Fatalf("no console relay for %s", runDir)
 	return 0
 }

@@ -14,12 +14,15 @@ type archSpec struct {
 	// hotCPU is the vCPU device type query-hotpluggable-cpus reports per accelerator; "" means
 	// the machine cannot hot-add vCPUs, so its topology is sized for the boot vCPUs only.
 	hotCPU map[string]string
+	// kernelROM is the option ROM through which QEMU boots a bzImage given with -kernel (its
+	// RAM block is in every snapshot); "" where the kernel is loaded without one.
+	kernelROM string
 }
 
 // arches are the guest architectures, keyed by GOARCH name (the OCI platform's architecture).
 var arches = map[string]archSpec{
 	"amd64": {binary: "qemu-system-x86_64", pkg: "qemu-system-x86", machine: "q35", tcgCPU: "max",
-		hotCPU: map[string]string{accelKVM: "host-x86_64-cpu", accelTCG: "max-x86_64-cpu"}},
+		hotCPU: map[string]string{accelKVM: "host-x86_64-cpu", accelTCG: "max-x86_64-cpu"}, kernelROM: "linuxboot_dma.bin"},
 	// virt with GICv3 and PCIe; QEMU 7.2 cannot hot-plug vCPUs on virt. cortex-a57 under TCG:
 	// "max" emulates pointer authentication, which makes every function call slow.
 	"arm64": {binary: "qemu-system-aarch64", pkg: "qemu-system-arm", machine: "virt,gic-version=3", tcgCPU: "cortex-a57",

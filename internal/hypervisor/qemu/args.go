@@ -42,6 +42,8 @@ type argBuilder struct {
 	aio         string // disk I/O submission: io_uring or threads (see aioMode)
 	// incoming makes QEMU wait for a migration stream (StartFromSnapshot).
 	incoming bool
+	// kernelless resumes a direct-booted guest without its kernel (see resumeWithoutKernel).
+	kernelless bool
 	// swap marks NICs that start as the snapshot's device on a throw-away TAP (see nics);
 	// swapFDs receives the fd numbers of their real TAP queues, for netdev_add after the swap.
 	swap    []bool
@@ -130,6 +132,10 @@ func (b *argBuilder) boot() {
 	if boot.Firmware != "" {
 		b.add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optEscape(boot.Firmware),
 			"-drive", "if=pflash,format=raw,unit=1,file="+optEscape(boot.FirmwareVars))
+		return
+	}
+	if b.kernelless {
+		b.add("-option-rom", b.arch.kernelROM, "-action", "reboot=shutdown")
 		return
 	}
 	b.add("-kernel", boot.Kernel)

@@ -252,3 +252,46 @@ func TestSerialConsoleArgs(t *testing.T) {
 		t.Errorf("debug chardev = %s", got)
 	}
 }
+
+// A guest resumed from a snapshot starts without its kernel only when it is an x86 bzImage
+// (whose boot option ROM stands in for it); it then powers off on a reboot.
+func TestResumeWithoutKernel(t *testing.T) {
+	dir := t.TempDir()
+	bz := make([]byte, 0x300)
+	copy(bz[0x202:], "HdrS")
+	if err := os.WriteFile(dir+"/bzImage", bz, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/vmlinux", []byte("\x7fELF not a bzImage, long enough to read 0x206 bytes"+strings.Repeat(".", 0x200)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := baseSpec()
+	s.Boot.Kernel = dir + "/bzImage"
+	if !resumeWithoutKernel(s) {
+		t.Error("an x86 bzImage guest keeps its kernel")
+	}
+	for name, mod := range map[string]func(*hypervisor.VMSpec){
+		"ELF kernel":   func(s *hypervisor.VMSpec) { s.Boot.Kernel = dir + "/vmlinux" },
+		"no such file": func(s *hypervisor.VMSpec) { s.Boot.Kernel = dir + "/none" },
+		"arm64":        func(s *hypervisor.VMSpec) { s.Arch = "arm64" },
+		"UEFI":         func(s *hypervisor.VMSpec) { s.Boot = hypervisor.Boot{Firmware: "/code.fd", FirmwareVars: "/vars.fd"} },
+	} {
+		c := s
+		mod(&c)
+		if resumeWithoutKernel(c) {
+			t.Errorf("%s: resumed without its kernel", name)
+		}
+	}
+
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256, incoming: true, kernelless: true}
+	args, _ := ab.build()
+	joined := strings.Join(args, " ")
+	for _, gone := range []string{"-kernel", "-initrd", "-append"} {
+		if strings.Contains(joined, gone+" ") {
+			t.Errorf("kernelless resume passes %s: %s", gone, joined)
+		}
+	}
+	if option(t, args, "-option-rom", "") != "linuxboot_dma.bin" || option(t, args, "-action", "reboot=") != "reboot=shutdown" {
+		t.Errorf("kernelless resume args: %s", joined)
+	}
+}

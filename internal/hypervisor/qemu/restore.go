@@ -51,7 +51,8 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	for i, n := range spec.NICs[:len(saved.NICs)] {
 		swap[i] = nicLayoutOf(n) != saved.NICs[i]
 	}
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode()}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode(),
+		kernelless: resumeWithoutKernel(spec)}
 	args, files := ab.build()
 	r := restorer{spec: spec, layout: l, ignoreShared: saved.RAM.Shared, state: state, swap: swap, swapFDs: ab.swapFDs}
 
@@ -322,4 +323,30 @@ func compareTopology(a, b map[string]int64) int {
 		}
 	}
 	return 0
+}
+
+// resumeWithoutKernel says whether a guest resumed from a snapshot (clone, restore) starts
+// without -kernel/-initrd: QEMU reads the whole kernel into memory at start only to boot it
+// again on a reboot — 14 MiB of private memory and ~20 ms for Debian's cloud kernel, in every
+// clone. The boot option ROM stands in (its RAM block is in the migration stream), and a guest
+// reboot powers the VM off instead (`vm start` boots it afresh), as Firecracker guests do.
+// Only for an x86 bzImage, whose option ROM is known; other kernels are passed as before.
+func resumeWithoutKernel(spec hypervisor.VMSpec) bool {
+	a, err := archOf(spec.Arch)
+	if err != nil || a.kernelROM == "" || spec.Boot.Firmware != "" || spec.Boot.Kernel == "" {
+		return false
+	}
+	return isBzImage(spec.Boot.Kernel)
+}
+
+// isBzImage reports whether path starts with a Linux x86 boot sector header ("HdrS" at 0x202).
+func isBzImage(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	_, err = f.ReadAt(magic, 0x202)
+	return err == nil && string(magic) == "HdrS"
 }
