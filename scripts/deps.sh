@@ -12,6 +12,7 @@ packages=(
 	debootstrap busybox-static cpio zstd lz4 kmod fdisk gdisk grub-efi-amd64-bin   # guest image builds
 	socat tar gzip ca-certificates python3-yaml iputils-ping util-linux
 	tmux                                                         # console e2e in a real terminal emulator
+	time                                                         # make bench: peak RSS of a command
 )
 
 missing=()

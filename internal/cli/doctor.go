@@ -16,11 +16,13 @@ func (a *app) doctorCommand() *cobra.Command {
 		Use:   "doctor",
 		Short: "Check this host for what Cocoon needs (--fix repairs what it safely can)",
 		Long: "Check KVM, the hypervisor and image tools, firmware, CNI plugins and conflists, sysctls,\n" +
-			"the iptables FORWARD policy, huge pages, Cocoon's directories and free disk. Each line is\n" +
-			"PASS, WARN, FAIL or FIXED; the command fails when any check fails.\n" +
+			"the iptables FORWARD policy, huge pages, memory merging (KSM, when memory_merge is set),\n" +
+			"Cocoon's directories and free disk. Each line is PASS, WARN, FAIL or FIXED; the command\n" +
+			"fails when any check fails.\n" +
 			"--fix creates missing directories, sets net.ipv4.ip_forward and fs.aio-max-nr (persisted in\n" +
-			"/etc/sysctl.d/99-cocoon.conf) and writes a bridge conflist (10-cocoon.conflist) when there\n" +
-			"is none. It installs nothing and leaves firewall rules alone; running it again changes nothing.",
+			"/etc/sysctl.d/99-cocoon.conf), starts ksmd when memory_merge is set (not persisted) and\n" +
+			"writes a bridge conflist (10-cocoon.conflist) when there is none. It installs nothing and\n" +
+			"leaves firewall rules alone; running it again changes nothing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "" && output != "json" {
