@@ -176,28 +176,15 @@ func relayPID(tb testing.TB, runDir string) int {
 	return 0
 }
 
-// startKSM runs ksmd (put back as found when the benchmark ends) and waits until it has made
-// two full passes over the mergeable pages, which merging takes. False when it cannot.
+// startKSM runs ksmd (see runKSM) and waits until it has made two full passes over the
+// mergeable pages, which merging takes. False when it cannot.
 func startKSM(b *testing.B) bool {
-	const ksm = "/sys/kernel/mm/ksm/"
-	run, err := os.ReadFile(ksm + "run")
-	if err != nil {
-		b.Logf("NOTE: no KSM (%v): memory with merging not measured", err)
+	if err := runKSM(b, 4000); err != nil {
+		b.Logf("NOTE: %v: memory with merging not measured", err)
 		return false
 	}
-	if strings.TrimSpace(string(run)) != "1" {
-		scan, _ := os.ReadFile(ksm + "pages_to_scan")
-		b.Cleanup(func() {
-			_ = os.WriteFile(ksm+"pages_to_scan", scan, 0o644)
-			_ = os.WriteFile(ksm+"run", run, 0o644)
-		})
-		if os.WriteFile(ksm+"pages_to_scan", []byte("4000"), 0o644) != nil || os.WriteFile(ksm+"run", []byte("1"), 0o644) != nil {
-			b.Log("NOTE: cannot start KSM (needs root): memory with merging not measured")
-			return false
-		}
-	}
 	scans := func() int {
-		data, _ := os.ReadFile(ksm + "full_scans")
+		data, _ := os.ReadFile(ksmDir + "full_scans")
 		n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
 		return n
 	}

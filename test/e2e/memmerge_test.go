@@ -42,24 +42,8 @@ func TestMemoryMerge(t *testing.T) {
 		t.Fatal("memory_merge: a clone's hypervisor is not KSM-mergeable")
 	}
 
-	// ksmd is host-wide: start it only when it is off, and put it back as found.
-	const ksm = "/sys/kernel/mm/ksm/"
-	run, err := os.ReadFile(ksm + "run")
-	if err != nil {
-		t.Skipf("no KSM: %v", err)
-	}
-	if strings.TrimSpace(string(run)) != "1" {
-		scan, _ := os.ReadFile(ksm + "pages_to_scan")
-		t.Cleanup(func() {
-			_ = os.WriteFile(ksm+"pages_to_scan", scan, 0o644)
-			_ = os.WriteFile(ksm+"run", run, 0o644)
-		})
-		if err := os.WriteFile(ksm+"pages_to_scan", []byte("2000"), 0o644); err != nil {
-			t.Skipf("cannot tune KSM (needs root): %v", err)
-		}
-		if err := os.WriteFile(ksm+"run", []byte("1"), 0o644); err != nil {
-			t.Skipf("cannot start KSM (needs root): %v", err)
-		}
+	if err := runKSM(t, 2000); err != nil {
+		t.Skip(err)
 	}
 	// 9 MiB were seen merged in each clone: ask for 4.
 	const want = 1024
@@ -98,4 +82,31 @@ func ksmStat(t *testing.T, pid int, key string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/ksm_stat", key, pid)
 	return 0
+}
+
+// ksmDir holds the kernel's same-page merging controls.
+const ksmDir = "/sys/kernel/mm/ksm/"
+
+// runKSM starts ksmd, scanning pagesToScan pages per pass step, when it is off; ksmd is
+// host-wide, so both settings are put back as found when tb ends.
+func runKSM(tb testing.TB, pagesToScan int) error {
+	run, err := os.ReadFile(ksmDir + "run")
+	if err != nil {
+		return fmt.Errorf("no KSM: %w", err)
+	}
+	if strings.TrimSpace(string(run)) == "1" {
+		return nil
+	}
+	scan, _ := os.ReadFile(ksmDir + "pages_to_scan")
+	tb.Cleanup(func() {
+		_ = os.WriteFile(ksmDir+"pages_to_scan", scan, 0o644)
+		_ = os.WriteFile(ksmDir+"run", run, 0o644)
+	})
+	if err := os.WriteFile(ksmDir+"pages_to_scan", []byte(strconv.Itoa(pagesToScan)), 0o644); err != nil {
+		return fmt.Errorf("cannot tune KSM (needs root): %w", err)
+	}
+	if err := os.WriteFile(ksmDir+"run", []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("cannot start KSM (needs root): %w", err)
+	}
+	return nil
 }
