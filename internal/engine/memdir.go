@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ensurePrivateDir makes dir (0700) or accepts an existing one only when it is a real
@@ -41,7 +43,8 @@ func ensurePrivateDir(dir string) error {
 }
 
 // makeMemoryDir creates a VM's RAM directory, marked as this root's, inside a checked
-// private parent.
+// private parent. A directory on hugetlbfs gets no marker: its files can only be mapped, not
+// written; gc never looks there, and rm removes it by the VM's ID (hugePageRoot).
 func (e *Engine) makeMemoryDir(dir string) error {
 	if err := ensurePrivateDir(filepath.Dir(dir)); err != nil {
 		return err
@@ -49,5 +52,13 @@ func (e *Engine) makeMemoryDir(dir string) error {
 	if err := ensurePrivateDir(dir); err != nil {
 		return err
 	}
+	if onHugetlbfs(dir) {
+		return nil
+	}
 	return e.markOwned(dir)
+}
+
+func onHugetlbfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.HUGETLBFS_MAGIC
 }
