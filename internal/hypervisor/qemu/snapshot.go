@@ -114,8 +114,10 @@ func (b *Backend) saveState(ctx context.Context, vm hypervisor.VMRef, statePath 
 	if err := c.execute("query-status", nil, &status); err != nil {
 		return l, err
 	}
-	// postmigrate: paused, and saved before (without a resume in between).
-	if status.Status != "paused" && status.Status != "postmigrate" {
+	// postmigrate: paused, and saved before (without a resume in between). io-error: stopped
+	// by QEMU on a failed disk write (a full disk); the failed requests are saved with the
+	// device state and retried when the guest resumes.
+	if status.Status != "paused" && status.Status != "postmigrate" && status.Status != "io-error" {
 		return l, fmt.Errorf("VM is %s: pause it first, the state of running vCPUs is not consistent", status.Status)
 	}
 	caps := []map[string]any{{"capability": "x-ignore-shared", "state": l.RAM.Shared}}
