@@ -8,9 +8,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoonstack/cocoon/internal/store"
 )
@@ -25,6 +27,8 @@ type LaunchOptions struct {
 	Dir        string     // working directory of the child; "" = the caller's
 	LogPath    string     // stdout and stderr are appended here
 	PIDPath    string     // "<pid>\n" is written here once the process runs
+	// NoHugePages keeps the process off transparent huge pages (see startWithoutHugePages).
+	NoHugePages bool
 }
 
 // Child is a hypervisor process started by this process. Once the launching CLI exits the
@@ -63,7 +67,7 @@ func Launch(opts LaunchOptions) (*Child, error) {
 	cmd.ExtraFiles = opts.ExtraFiles
 	cmd.Dir = opts.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := startIn(opts.Netns, cmd); err != nil {
+	if err := startWithHugePages(!opts.NoHugePages, func() error { return startIn(opts.Netns, cmd) }); err != nil {
 		return nil, fmt.Errorf("launch %s: %w", opts.Binary, err)
 	}
 	child := &Child{
@@ -121,6 +125,31 @@ func ReadPIDFile(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s holds %q, not a pid", path, strings.TrimSpace(string(data)))
 	}
 	return pid, nil
+}
+
+// forkTHP serialises the THP setting of this process with the forks that inherit it.
+var forkTHP sync.Mutex
+
+// startWithHugePages runs start (a fork and exec) with transparent huge pages allowed or not
+// for the child: PR_SET_THP_DISABLE is a flag of the whole process, inherited by a child and
+// kept across its exec, so it is set for this process just around the fork. QEMU under TCG
+// asks for huge pages on its translated-code buffer, and the kernel then backs every 2 MiB of
+// it that the guest's code touches with a whole huge page, mostly empty: about 30 MiB of a
+// small guest's private memory, which the 4 KiB pages it really uses would not cost.
+func startWithHugePages(allow bool, start func() error) error {
+	forkTHP.Lock()
+	defer forkTHP.Unlock()
+	if allow {
+		return start()
+	}
+	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("disable transparent huge pages: %w", err)
+	}
+	err := start()
+	if cerr := unix.Prctl(unix.PR_SET_THP_DISABLE, 0, 0, 0, 0); cerr != nil {
+		return errors.Join(err, fmt.Errorf("re-enable transparent huge pages: %w", cerr))
+	}
+	return err
 }
 
 // startIn starts cmd inside the network namespace at path: the forking thread enters it and

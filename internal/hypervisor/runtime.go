@@ -44,6 +44,8 @@ type Plan struct {
 	Cleanup func() error
 	// Wait bounds the wait for the control socket to answer (default 10s).
 	Wait time.Duration
+	// NoHugePages keeps the process off transparent huge pages (LaunchOptions.NoHugePages).
+	NoHugePages bool
 }
 
 // Owner is how a later command recognises the process of plan's VM.
@@ -82,7 +84,7 @@ func Run(ctx context.Context, p Plan, ready Ready, setup Setup) (Process, error)
 	logStart := FileSize(p.Log)
 	t0 := time.Now()
 	child, err := Launch(LaunchOptions{Binary: p.Binary, Args: p.Args, ExtraFiles: p.Files, Stdio: p.Stdio, Netns: p.Netns, Dir: p.Dir,
-		LogPath: p.Log, PIDPath: p.PIDFile})
+		LogPath: p.Log, PIDPath: p.PIDFile, NoHugePages: p.NoHugePages})
 	if err == nil {
 		if err = await(ctx, p, child, ready, logStart); err == nil && setup != nil {
 			slog.Debug("hypervisor answers", "backend", p.Backend, "vm", p.VMID, "took", time.Since(t0))
@@ -117,9 +119,10 @@ func await(ctx context.Context, p Plan, child *Child, ready Ready, logStart int6
 		wait = 10 * time.Second
 	}
 	deadline := time.Now().Add(wait)
-	// Quick retries first: a control socket usually appears within milliseconds, and every
-	// millisecond of a clone counts; later ones back off to 10 ms.
-	poll := time.Millisecond
+	// Every millisecond while a hypervisor usually comes up (QEMU makes its QMP socket within
+	// ~30 ms of exec; a clone's whole budget is ~50 ms), then every 10 ms, so that many
+	// launches waiting on a loaded host do not spin.
+	started := time.Now()
 	for {
 		select {
 		case <-child.Exited():
@@ -137,10 +140,16 @@ func await(ctx context.Context, p Plan, child *Child, ready Ready, logStart int6
 		case <-ctx.Done():
 			return fmt.Errorf("wait for control socket: %w", ctx.Err())
 		case <-child.Exited():
-		case <-time.After(poll):
+		case <-time.After(pollInterval(time.Since(started))):
 		}
-		poll = min(2*poll, 10*time.Millisecond)
 	}
+}
+
+func pollInterval(waited time.Duration) time.Duration {
+	if waited < 200*time.Millisecond {
+		return time.Millisecond
+	}
+	return 10 * time.Millisecond
 }
 
 func writeCmdline(p Plan) error {

@@ -115,12 +115,18 @@ func BenchmarkBootVsBareQEMU(b *testing.B) {
 		engine = append(engine, timeUntil(b, t0, filepath.Join(vm.LogDir, "console.log"), "COCOON-READY", 5*time.Minute))
 		env.MustRun("vm", "stop", "--force", name)
 
-		// The same argv by hand (the VM is stopped: its disks are free); its serial port is
-		// read straight from QEMU's socket, where the engine's console relay would be.
+		// The same argv by hand (the VM is stopped: its disks are free); its serial port, which
+		// the engine hands QEMU as a connected socket (fd 3), is served on a path and read
+		// straight from there, where the engine's console relay would be.
 		argv, err := os.ReadFile(filepath.Join(vm.RunDir, "cmdline"))
 		if err != nil {
 			b.Fatal(err)
 		}
+		serial := filepath.Join(vm.RunDir, "serial.sock")
+		if !strings.Contains(string(argv), "socket,id=console,fd=3 ") {
+			b.Fatalf("the serial port is not fd 3 in %s", argv)
+		}
+		argv = []byte(strings.Replace(string(argv), "socket,id=console,fd=3 ", "socket,id=console,path="+serial+",server=on,wait=on ", 1))
 		// Then once more with the one QMP command the engine adds: the balloon's 25 %, which the
 		// guest inflates during its boot.
 		for _, balloon := range []bool{false, true} {
@@ -134,7 +140,7 @@ func BenchmarkBootVsBareQEMU(b *testing.B) {
 			var d time.Duration
 			go func() {
 				var err error
-				d, err = timeUntilSerial(t0, filepath.Join(vm.RunDir, "serial.sock"), "COCOON-READY", 5*time.Minute)
+				d, err = timeUntilSerial(t0, serial, "COCOON-READY", 5*time.Minute)
 				ready <- err
 			}()
 			if balloon {

@@ -40,6 +40,8 @@ type argBuilder struct {
 	// selfConsole has QEMU serve and log the console itself (DebugCommand: no relay runs).
 	selfConsole bool
 	aio         string // disk I/O submission: io_uring or threads (see aioMode)
+	// serial is QEMU's end of the serial line to the console relay (see serialLine).
+	serial *os.File
 	// incoming makes QEMU wait for a migration stream (StartFromSnapshot).
 	incoming bool
 	// kernelless resumes a direct-booted guest without its kernel (see resumeWithoutKernel).
@@ -87,8 +89,9 @@ func (b *argBuilder) build() ([]string, []*os.File) {
 			optEscape(consolePath(s.RunDir)), optEscape(consoleLogPath(s.LogDir))))
 	} else {
 		// The console relay (startConsoleRelay) logs the serial port with timestamps and
-		// serves `vm console`; wait=on holds the guest until it connects, so no output is lost.
-		b.add("-chardev", fmt.Sprintf("socket,id=console,path=%s,server=on,wait=on", optEscape(serialPath(s.RunDir))))
+		// serves `vm console` from the other end of this connected socket.
+		b.add("-chardev", fmt.Sprintf("socket,id=console,fd=%d", 3+len(b.files)))
+		b.files = append(b.files, b.serial)
 	}
 	b.add("-serial", "chardev:console")
 	if s.Windows {

@@ -49,16 +49,17 @@ func TestArgsPassTapFDsInOrderAndPlaceNICsOnRootPorts(t *testing.T) {
 		{Path: "/blobs/l,0.erofs", Format: hypervisor.FormatRaw, ReadOnly: true, Serial: "cocoon-layer0"},
 		{Path: "/run/vm/cow.raw", Format: hypervisor.FormatRaw, DirectIO: true, Serial: "cocoon-cow"},
 	}
-	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256, aio: aioIOURing}
+	serial := f() // the serial line comes first: fd 3
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256, aio: aioIOURing, serial: serial}
 	args, files := ab.build()
 
-	if len(files) != 3 || files[0] != a || files[1] != b || files[2] != c {
+	if len(files) != 4 || files[0] != serial || files[1] != a || files[2] != b || files[3] != c {
 		t.Fatalf("extra files out of order: %v", files)
 	}
-	if got := option(t, args, "-netdev", "tap,id=net0"); got != "tap,id=net0,fds=3:4,vhost=off" {
+	if got := option(t, args, "-netdev", "tap,id=net0"); got != "tap,id=net0,fds=4:5,vhost=off" {
 		t.Errorf("net0 = %s", got)
 	}
-	if got := option(t, args, "-netdev", "tap,id=net1"); got != "tap,id=net1,fds=5,vhost=off" {
+	if got := option(t, args, "-netdev", "tap,id=net1"); got != "tap,id=net1,fds=6,vhost=off" {
 		t.Errorf("net1 = %s", got)
 	}
 	nic0 := option(t, args, "-device", "virtio-net-pci,netdev=net0")
@@ -232,14 +233,22 @@ func TestArgsForArm64Guests(t *testing.T) {
 	}
 }
 
-// The serial port: a launched VM's is held by the console relay (QEMU waits for it and keeps
-// no log); a debug command line's is served and logged by QEMU itself, since no relay runs.
+// The serial port: a launched VM's is its end of the line to the console relay, passed as an
+// inherited fd (QEMU keeps no log); a debug command line's is served and logged by QEMU
+// itself, since no relay runs.
 func TestSerialConsoleArgs(t *testing.T) {
 	s := baseSpec()
-	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256}
-	args, _ := ab.build()
-	want := "socket,id=console,path=" + serialPath(s.RunDir) + ",server=on,wait=on"
-	if got := option(t, args, "-chardev", "socket,id=console,"); got != want {
+	line, err := newSerialLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer line.Close()
+	ab := argBuilder{spec: s, layout: coldLayout(s, accelTCG), accel: accelTCG, tcgCacheMB: 256, serial: line.qemu}
+	args, files := ab.build()
+	if len(files) == 0 || files[0] != line.qemu {
+		t.Fatalf("QEMU's end of the serial line is not fd 3: %v", files)
+	}
+	if got, want := option(t, args, "-chardev", "socket,id=console,"), "socket,id=console,fd=3"; got != want {
 		t.Errorf("launch chardev = %s, want %s", got, want)
 	}
 	if got := option(t, args, "-serial", ""); got != "chardev:console" {

@@ -108,7 +108,6 @@ func (b *Backend) Available() error {
 // Runtime files of one VM.
 func qmpPath(runDir string) string     { return filepath.Join(runDir, "qmp.sock") }
 func consolePath(runDir string) string { return filepath.Join(runDir, "console.sock") }
-func serialPath(runDir string) string  { return filepath.Join(runDir, "serial.sock") }
 func pidPath(runDir string) string     { return filepath.Join(runDir, "qemu.pid") }
 func cmdlinePath(runDir string) string { return filepath.Join(runDir, "cmdline") }
 
@@ -139,12 +138,16 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 	if err != nil {
 		return hypervisor.Process{}, err
 	}
+	serial, err := newSerialLine()
+	if err != nil {
+		return hypervisor.Process{}, fmt.Errorf("start VM %s: %w", spec.ID, err)
+	}
 	l := coldLayout(spec, accel)
-	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode()}
+	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, aio: b.aioMode(), serial: serial.qemu}
 	args, files := ab.build()
 	ctx, cancel := context.WithTimeout(ctx, b.socketWait)
 	defer cancel()
-	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient) error { return afterBoot(c, spec) })
+	p, err := b.launch(ctx, spec, l, args, files, serial, func(c *qmpClient) error { return afterBoot(c, spec) })
 	if err != nil {
 		return p, fmt.Errorf("start %w", err)
 	}
@@ -154,10 +157,14 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.VMSpec) (hypervisor
 // launch starts QEMU with args for spec, whose guest-visible machine is l, waits for QMP and
 // runs setup on that session; the shared runtime (hypervisor.Run) does the rest.
 func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, args []string, files []*os.File,
-	setup func(*qmpClient) error) (hypervisor.Process, error) {
+	serial serialLine, setup func(*qmpClient) error) (hypervisor.Process, error) {
+	defer serial.Close()
 	p := b.plan(spec.RunDir, spec.LogDir, b.binaryFor(spec.Arch))
 	p.VMID, p.Args, p.Files = spec.ID, args, files
-	var relayPID int
+	// Under TCG the only huge pages QEMU would get are on its translated-code buffer, mostly
+	// empty ones (see hypervisor.LaunchOptions.NoHugePages); KVM guests keep them.
+	p.NoHugePages = l.Accel == accelTCG
+	var relayStarted chan relayStart
 	p.Prepare = func() error {
 		// A launch must not find a previous run's RAM contents.
 		if err := removeIfExists(ramPath(spec)); err != nil {
@@ -179,24 +186,35 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 				return err
 			}
 		}
-		// The relay last, just before QEMU: QEMU holds the guest until the relay connects to
-		// its serial port, so a CLI killed between the two steps must not leave a QEMU
-		// waiting for nobody; a relay without its QEMU gives up by itself.
-		var err error
-		relayPID, err = startConsoleRelay(spec)
-		return err
+		// The relay starts while QEMU does (its ~10 ms are off a clone's path); it is
+		// awaited before the launch counts as done.
+		relayStarted = make(chan relayStart, 1)
+		go func() {
+			pid, err := startConsoleRelay(spec, serial.relay)
+			relayStarted <- relayStart{pid, err}
+		}()
+		return nil
 	}
 	var c *qmpClient
 	ready := func(ctx context.Context) (err error) {
 		c, err = dialQMP(ctx, qmpPath(spec.RunDir))
 		return err
 	}
+	var relayPID int
 	proc, err := hypervisor.Run(ctx, p, ready, func(context.Context) error {
 		defer c.Close()
+		r := <-relayStarted
+		relayStarted, relayPID = nil, r.pid
+		if r.err != nil {
+			return r.err
+		}
 		return setup(c)
 	})
 	if err != nil {
-		stopConsoleRelay(relayPID) // QEMU is gone; the relay may still be dialing it
+		if relayStarted != nil { // QEMU failed before the relay was awaited
+			relayPID = (<-relayStarted).pid
+		}
+		stopConsoleRelay(relayPID)
 		return proc, err
 	}
 	proc.Accel, proc.DiskAIO = l.Accel, b.aioMode()
@@ -209,7 +227,7 @@ func (b *Backend) launch(ctx context.Context, spec hypervisor.VMSpec, l layout, 
 func (b *Backend) plan(runDir, logDir, binary string) hypervisor.Plan {
 	return hypervisor.Plan{Backend: Name, RunDir: runDir, Binary: binary, Log: logPath(logDir),
 		PIDFile: pidPath(runDir), Control: qmpPath(runDir), Cmdline: cmdlinePath(runDir), Wait: b.socketWait,
-		Runtime: []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), serialPath(runDir), pidPath(runDir), layoutPath(runDir)},
+		Runtime: []string{ramLink(runDir), qmpPath(runDir), consolePath(runDir), pidPath(runDir), layoutPath(runDir)},
 		Cleanup: func() error {
 			var errs []error
 			// The guest RAM file lives outside the run dir (tmpfs or hugetlbfs).

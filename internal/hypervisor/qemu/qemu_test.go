@@ -57,7 +57,7 @@ func assertGone(t *testing.T, spec hypervisor.VMSpec) {
 	if err := relay.Wait(consoleLogPath(spec.LogDir), time.Minute); err != nil {
 		t.Error(err)
 	}
-	for _, p := range []string{qmpPath(spec.RunDir), consolePath(spec.RunDir), serialPath(spec.RunDir), pidPath(spec.RunDir),
+	for _, p := range []string{qmpPath(spec.RunDir), consolePath(spec.RunDir), pidPath(spec.RunDir),
 		ramLink(spec.RunDir), ramPath(spec), layoutPath(spec.RunDir)} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s still exists after stop", p)

@@ -47,18 +47,22 @@ func (b *Backend) StartFromSnapshot(ctx context.Context, spec hypervisor.VMSpec,
 	if src.MemoryFile != "" {
 		l.RAM = ramLayout{File: src.MemoryFile, Shared: false}
 	}
+	serial, err := newSerialLine()
+	if err != nil {
+		return hypervisor.Process{}, fmt.Errorf("start VM %s from snapshot: %w", spec.ID, err)
+	}
 	swap := make([]bool, len(spec.NICs))
 	for i, n := range spec.NICs[:len(saved.NICs)] {
 		swap[i] = nicLayoutOf(n) != saved.NICs[i]
 	}
 	ab := argBuilder{spec: spec, layout: l, accel: accel, tcgCacheMB: b.tcgCacheMB, incoming: true, swap: swap, aio: b.aioMode(),
-		kernelless: resumeWithoutKernel(spec)}
+		kernelless: resumeWithoutKernel(spec), serial: serial.qemu}
 	args, files := ab.build()
 	r := restorer{spec: spec, layout: l, ignoreShared: saved.RAM.Shared, state: state, swap: swap, swapFDs: ab.swapFDs}
 
 	ctx, cancel := context.WithTimeout(ctx, b.restoreWait)
 	defer cancel()
-	p, err := b.launch(ctx, spec, l, args, files, func(c *qmpClient) error { return r.run(ctx, c) })
+	p, err := b.launch(ctx, spec, l, args, files, serial, func(c *qmpClient) error { return r.run(ctx, c) })
 	if err != nil {
 		return p, fmt.Errorf("start from snapshot: %w", err)
 	}

@@ -41,7 +41,8 @@ func TestRestoreArgsRebuildTheSnapshotMachine(t *testing.T) {
 			{MAC: "02:00:00:00:00:02", Queues: 1, QueueSize: 512},
 		},
 	}
-	ab := argBuilder{spec: s, layout: saved, accel: accelTCG, tcgCacheMB: 256, incoming: true, swap: []bool{true, false}}
+	serial := pipeFile(t) // the serial line comes first: fd 3
+	ab := argBuilder{spec: s, layout: saved, accel: accelTCG, tcgCacheMB: 256, incoming: true, swap: []bool{true, false}, serial: serial}
 	args, files := ab.build()
 	joined := strings.Join(args, " ")
 
@@ -61,16 +62,16 @@ func TestRestoreArgsRebuildTheSnapshotMachine(t *testing.T) {
 	if got := option(t, args, "-device", "virtio-net-pci,netdev=net0old"); got != "virtio-net-pci,netdev=net0old,id=nic0,bus=rp0,mac=02:00:00:00:00:0a,rx_queue_size=512,tx_queue_size=256" {
 		t.Errorf("snapshot NIC = %s", got)
 	}
-	if got := option(t, args, "-netdev", "tap,id=net1"); got != "tap,id=net1,fds=5,vhost=off" {
+	if got := option(t, args, "-netdev", "tap,id=net1"); got != "tap,id=net1,fds=6,vhost=off" {
 		t.Errorf("unchanged NIC netdev = %s", got)
 	}
 	if strings.Contains(joined, "tap,id=net0,") {
 		t.Error("the swapped NIC's real netdev exists before the swap")
 	}
-	if got := strings.Join(ab.swapFDs[0], ":"); got != "3:4" {
-		t.Errorf("swap fds = %s, want 3:4", got)
+	if got := strings.Join(ab.swapFDs[0], ":"); got != "4:5" {
+		t.Errorf("swap fds = %s, want 4:5", got)
 	}
-	if len(files) != 3 || files[0] != a || files[1] != b || files[2] != c {
+	if len(files) != 4 || files[0] != serial || files[1] != a || files[2] != b || files[3] != c {
 		t.Errorf("extra files %v", files)
 	}
 	if got := option(t, args, "-device", "virtio-blk-pci"); !strings.HasSuffix(got, ",num-queues=1,queue-size=256") {
