@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -79,8 +80,9 @@ func assertGone(t testing.TB, spec hypervisor.VMSpec, before dirState) {
 	for deadline := time.Now().Add(10 * time.Second); len(pids) > 0 && time.Now().Before(deadline); pids = ProcessesMentioning(spec.RunDir) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if len(pids) > 0 {
-		t.Errorf("processes still running for %s: %v", spec.RunDir, pids)
+	for _, pid := range pids {
+		argv, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		t.Errorf("process %d still running for %s: %q", pid, spec.RunDir, bytes.ReplaceAll(argv, []byte{0}, []byte{' '}))
 	}
 }
 

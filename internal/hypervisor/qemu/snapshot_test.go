@@ -182,7 +182,8 @@ func TestSnapshotCloneAndCloneOfClone(t *testing.T) {
 	waitBalloon(t, spec) // a snapshot taken mid-inflation is covered by freezeBalloon, but keep this one simple
 	sh := shellOf(spec)
 	marker := "marker-" + hvtest.RandomID(8)
-	sh.Run(t, "echo "+marker+" >/tmp/marker; (i=0; while :; do echo $i >/tmp/counter; i=$((i+1)); usleep 100000; done) >/dev/null 2>&1 &")
+	// The counter is renamed into place: a cat racing a truncating write would read nothing.
+	sh.Run(t, "echo "+marker+" >/tmp/marker; (i=0; while :; do echo $i >/tmp/counter.new; mv /tmp/counter.new /tmp/counter; i=$((i+1)); usleep 100000; done) >/dev/null 2>&1 &")
 	waitCounterAbove(t, sh, 0)
 
 	dir := snapshotDir(t)
