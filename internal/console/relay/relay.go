@@ -31,9 +31,11 @@ import (
 // copy of the slave except the hypervisor's; then the hypervisor's exit reaches the relay as
 // EIO. With Dial the hypervisor's socket must not be the relay's Socket.
 type Endpoint struct {
-	FD   *os.File // an open stream (e.g. a PTY master); passed to the relay process
-	Dial string   // a unix socket the hypervisor serves; the relay connects, retrying until DialTimeout
-	PTY  string   // a PTY device path the hypervisor allocated; opened O_RDWR|O_NOCTTY
+	// FD is an open stream (a PTY master or slave, one end of a socket pair), passed to the
+	// relay process. A PTY a hypervisor allocated is opened by the caller, who can check it is
+	// still that hypervisor's (see cloudhv): a PTY number is reused once its owner exits.
+	FD   *os.File
+	Dial string // a unix socket the hypervisor serves; the relay connects, retrying until DialTimeout
 }
 
 // Options configure one relay.
@@ -165,11 +167,8 @@ func configOf(o Options) (config, error) {
 	if o.Endpoint.Dial != "" {
 		c.kind, c.target, set = "dial", o.Endpoint.Dial, set+1
 	}
-	if o.Endpoint.PTY != "" {
-		c.kind, c.target, set = "pty", o.Endpoint.PTY, set+1
-	}
 	if set != 1 {
-		return c, fmt.Errorf("console relay: set exactly one of Endpoint.FD, Endpoint.Dial, Endpoint.PTY (%d set)", set)
+		return c, fmt.Errorf("console relay: set exactly one of Endpoint.FD, Endpoint.Dial (%d set)", set)
 	}
 	return c, c.validate()
 }
@@ -188,7 +187,7 @@ func (c config) validate() error {
 		return fmt.Errorf("console relay: socket path longer than 107 bytes: use a shorter run dir")
 	}
 	switch c.kind {
-	case "fd", "dial", "pty":
+	case "fd", "dial":
 	default:
 		return fmt.Errorf("console relay: unknown endpoint kind %q", c.kind)
 	}

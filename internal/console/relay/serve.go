@@ -132,12 +132,6 @@ func (r *relay) run() error {
 
 func (r *relay) openEndpoint() (io.ReadWriteCloser, error) {
 	switch r.cfg.kind {
-	case "pty":
-		f, err := os.OpenFile(r.cfg.target, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("console relay: open %s: %w", r.cfg.target, err)
-		}
-		return f, nil
 	case "dial":
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.dialTimeout)
 		defer cancel()
