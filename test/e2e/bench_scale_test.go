@@ -56,9 +56,9 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-// BenchmarkCloneDensity starts N clones of one snapshot of a settled guest (its agent answers;
-// COCOON_DENSITY_N clones, default 100, fewer
-// when available memory would not hold them at 64 MiB each), COCOON_DENSITY_PARALLEL at a time;
+// BenchmarkCloneDensity starts N clones (COCOON_DENSITY_N, default 100, fewer when available
+// memory would not hold them at 64 MiB each) of one snapshot of a settled guest (its agent
+// answers), COCOON_DENSITY_PARALLEL at a time;
 // reports clones/s, clone time, PSS and private memory per clone (its QEMU and console relay),
 // how many answer on their console, and the time to remove all N concurrently. The clones run
 // with memory_merge; their memory is measured again once ksmd (started for the measurement
