@@ -202,15 +202,6 @@ func forceStopAndCrash(t *testing.T, tg Target) {
 	if err := b.Stop(context.Background(), ref, hypervisor.StopOptions{}); err != nil {
 		t.Fatalf("Stop of a crashed VM: %v", err)
 	}
-	waitGone(t, spec, before)
-}
-
-// waitGone is assertGone once helpers of a killed hypervisor (a console relay) have noticed.
-func waitGone(t testing.TB, spec hypervisor.VMSpec, before dirState) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); len(ProcessesMentioning(spec.RunDir)) > 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
 	assertGone(t, spec, before)
 }
 
