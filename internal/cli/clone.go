@@ -29,7 +29,9 @@ func (a *app) vmClone() *cobra.Command {
 		Long: "Clone a new VM that resumes from a snapshot. Memory is not copied: the clone maps the\n" +
 			"snapshot's memory copy-on-write and pages come in lazily as the guest touches them (so\n" +
 			"--on-demand is always in effect on QEMU). Resources may grow, never shrink; 0 or empty\n" +
-			"inherits. More vCPUs, memory (in 128 MiB steps, guest sees it at once) and NICs are hot-added.",
+			"inherits. More vCPUs, memory (in 128 MiB steps, guest sees it at once) and NICs are hot-added.\n" +
+			"When the snapshot keeps standby clones of the same options ('cocoon snapshot standby'),\n" +
+			"one is taken over instead, and the pool refills in the background.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -47,6 +49,7 @@ func (a *app) vmClone() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			o.Refill = a.refillStandby(cmd)
 			vm, err := e.Clone(cmd.Context(), o)
 			if err != nil {
 				return err

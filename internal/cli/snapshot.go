@@ -16,7 +16,7 @@ import (
 
 func (a *app) snapshotCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Save, list, export and import snapshots of running VMs"}
-	cmd.AddCommand(a.snapshotSave(), a.snapshotList(), a.snapshotInspect(), a.snapshotRm(), a.snapshotExport(), a.snapshotImport())
+	cmd.AddCommand(a.snapshotSave(), a.snapshotList(), a.snapshotInspect(), a.snapshotRm(), a.snapshotExport(), a.snapshotImport(), a.snapshotStandby())
 	return cmd
 }
 

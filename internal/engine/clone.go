@@ -36,6 +36,10 @@ type CloneOptions struct {
 	Platform      string // if set, the snapshot's platform must be this one
 	// OnDemand loads guest memory lazily where the backend offers a choice (Cloud Hypervisor).
 	OnDemand bool
+	// Refill is called with the snapshot's ID when the clone took over a standby, so the
+	// caller can have the pool refilled without waiting for it.
+	Refill  func(snapshotID string)
+	standby bool // make a standby for the snapshot's pool, not a running clone
 }
 
 // resources are the sizes a clone or restore asks for, checked against the snapshot.
@@ -64,8 +68,39 @@ func checkGrowth(r resources, m *snapshot.Manifest, caps hypervisor.Capabilities
 }
 
 // Clone creates and runs a new VM resuming from a snapshot, with a fresh network identity.
+// When the snapshot keeps a standby pool with a clone of the same configuration ready, that
+// clone is taken over instead (see claimStandby) and o.Refill is told.
 func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	t0 := time.Now()
+	p, err := e.planClone(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if p.snap.Standby != nil && !o.standby && !o.OnDemand {
+		vm, err := e.claimStandby(ctx, p, o.Name)
+		if vm != nil && o.Refill != nil {
+			o.Refill(p.snap.ID)
+		}
+		if vm != nil || err != nil {
+			slog.Debug("clone took a standby", "snapshot", p.snap.Name, "took", time.Since(t0), "err", err)
+			return vm, err
+		}
+	}
+	return e.cloneCold(ctx, p, o, t0)
+}
+
+// clonePlan is a clone checked and configured, nothing made yet.
+type clonePlan struct {
+	snap *snapshot.Snapshot
+	b    hypervisor.Backend
+	sn   hypervisor.Snapshotter
+	img  *image.Image
+	req  network.Request
+	vm   *VM // the record to create: configuration, dirs and identity, state creating
+}
+
+// planClone checks o against the snapshot and the host and builds the new VM's record.
+func (e *Engine) planClone(ctx context.Context, o CloneOptions) (*clonePlan, error) {
 	snap, err := e.snaps.Resolve(ctx, o.Snapshot)
 	if err != nil {
 		return nil, err
@@ -131,6 +166,15 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 		ImageBlobIDs: setOf(m.ImageBlobIDs), FirstBooted: true, CidataAttached: hasSnapshotRole(m, "cidata"),
 		RunDir: filepath.Join(e.cfg.RunDir, id), LogDir: filepath.Join(e.cfg.LogDir, id), MemoryDir: filepath.Join(e.cfg.MemoryDir, id),
 		CreatedAt: now, UpdatedAt: now}
+	return &clonePlan{snap: snap, b: b, sn: sn, img: img, req: req, vm: vm}, nil
+}
+
+// cloneCold makes the planned clone: its own disks, network and hypervisor process.
+func (e *Engine) cloneCold(ctx context.Context, p *clonePlan, o CloneOptions, t0 time.Time) (*VM, error) {
+	snap, b, img, vm, id := p.snap, p.b, p.img, p.vm, p.vm.ID
+	if o.standby {
+		vm.StandbyFor = snap.ID
+	}
 	if err := e.checkPlan(b, vm, func(c *VM) error { return e.planFromSnapshot(c, snap, img, c.RunDir) }); err != nil {
 		return nil, err
 	}
@@ -143,12 +187,14 @@ func (e *Engine) Clone(ctx context.Context, o CloneOptions) (*VM, error) {
 	steps := []step{
 		{"reserve record", func(ctx context.Context) error { return e.reserve(ctx, vm, nameBase) }, func(ctx context.Context) error { return e.dropRecord(ctx, id) }},
 		{"create directories", func(context.Context) error { return e.makeVMDirs(vm.RunDir, vm.LogDir) }, func(context.Context) error { return removeAll(vm.RunDir, vm.LogDir, vm.MemoryDir) }},
-		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
+		{"configure network", func(ctx context.Context) error { return e.setupNetwork(ctx, vm, p.req) }, func(ctx context.Context) error { return e.net.Teardown(ctx, id, vm.Networks) }},
 		// The copies are flushed while the hypervisor starts (resumeFrom), before the record
 		// that relies on them says running: until then a crash leaves a creating VM for gc.
 		{"copy disks", func(context.Context) (err error) { copied, err = e.copyDisks(vm, snap, img, vm.RunDir); return err }, nil},
 		{"new cloud-init identity", func(context.Context) error { return e.freshCidata(vm) }, nil},
-		{"resume from snapshot", func(ctx context.Context) error { return e.resumeFrom(ctx, sn, vm, snap, o.OnDemand, copied...) }, nil},
+		{"resume from snapshot", func(ctx context.Context) error {
+			return e.resumeFrom(ctx, p.sn, vm, snap, resumeOptions{onDemand: o.OnDemand, standby: o.standby}, copied...)
+		}, nil},
 	}
 	if err := e.withVMLock(ctx, id, func() error { return runSteps(ctx, "clone "+snap.Name, steps) }); err != nil {
 		return nil, err
@@ -320,10 +366,16 @@ func virtualSize(d hypervisor.Disk) (int64, error) {
 	return info.VirtualSize, err
 }
 
+// resumeOptions tune resumeFrom.
+type resumeOptions struct {
+	onDemand bool // lazy memory loading where the backend has a choice
+	standby  bool // pause the guest once resumed and record the VM as a standby
+}
+
 // resumeFrom starts the VM's hypervisor from the snapshot's state and records it running.
 // The unsynced files are flushed meanwhile; the VM is recorded running only once they are
 // durable, and its hypervisor is stopped when they cannot be made so.
-func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot, onDemand bool, unsynced ...string) error {
+func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *VM, snap *snapshot.Snapshot, o resumeOptions, unsynced ...string) error {
 	synced := make(chan error, 1)
 	go func() { synced <- disk.SyncFiles(unsynced...) }()
 	spec, files, err := e.buildSpec(vm, vm.CidataAttached)
@@ -339,24 +391,32 @@ func (e *Engine) resumeFrom(ctx context.Context, sn hypervisor.Snapshotter, vm *
 		return err
 	}
 	src := snapshotSource(e.snaps.Dir(snap.ID), &snap.Manifest)
-	src.OnDemand = onDemand
+	src.OnDemand = o.onDemand
 	proc, err := sn.StartFromSnapshot(ctx, spec, src)
 	serr := <-synced
 	if err != nil {
 		return err
 	}
+	ref := hypervisor.VMRef{ID: vm.ID, RunDir: vm.RunDir, PID: proc.PID, StartTime: proc.StartTime}
 	if serr != nil {
-		ref := hypervisor.VMRef{ID: vm.ID, RunDir: vm.RunDir, PID: proc.PID, StartTime: proc.StartTime}
+		serr = fmt.Errorf("flush disks of VM %s: %w", vm.ID, serr)
+	} else if o.standby {
+		serr = e.pauseStandby(ctx, sn, vm, ref)
+	}
+	if serr != nil {
 		if b, ok := e.backends[vm.Hypervisor]; ok {
 			if stopErr := b.Stop(context.WithoutCancel(ctx), ref, hypervisor.StopOptions{Force: true}); stopErr != nil {
-				slog.Warn("stop hypervisor after failed disk flush", "vm", vm.ID, "err", stopErr)
+				slog.Warn("stop hypervisor after a failed clone", "vm", vm.ID, "err", stopErr)
 			}
 		}
-		return fmt.Errorf("flush disks of VM %s: %w", vm.ID, serr)
+		return serr
 	}
 	vm.State, vm.PID, vm.PIDStart, vm.Accel, vm.DiskAIO, vm.LastError = StateRunning, proc.PID, proc.StartTime, proc.Accel, proc.DiskAIO, ""
 	now := time.Now().UTC()
 	vm.StartedAt = &now
+	if o.standby {
+		vm.State, vm.StartedAt = StateStandby, nil
+	}
 	_, err = e.updateVM(ctx, vm.ID, func(r *VM) error { *r = *vm; return nil })
 	return err
 }

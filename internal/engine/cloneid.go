@@ -27,12 +27,29 @@ func (e *Engine) freshCidata(vm *VM) error {
 			Format: hypervisor.FormatRaw, ReadOnly: true, Role: "cidata"})
 		i, vm.CidataAttached = len(vm.Disks)-1, true
 	}
+	if err := cloudinit.WriteImage(vm.Disks[i].Path, e.cloneSeed(vm)); err != nil {
+		return fmt.Errorf("cloud-init seed of clone %s: %w", vm.Name, err)
+	}
+	return nil
+}
+
+// renameCidata rewrites the seed of a cloud-image standby in place for the name it is taken
+// over under: its hypervisor has the seed disk open, and the guest reads it only later.
+func (e *Engine) renameCidata(vm *VM) error {
+	i := slices.IndexFunc(vm.Disks, func(d hypervisor.Disk) bool { return d.Role == "cidata" })
+	if vm.Config.ImageKind != string(image.KindCloud) || vm.Config.Windows || i < 0 {
+		return nil
+	}
+	if err := cloudinit.RewriteImage(vm.Disks[i].Path, e.cloneSeed(vm)); err != nil {
+		return fmt.Errorf("cloud-init seed of clone %s: %w", vm.Name, err)
+	}
+	return nil
+}
+
+func (e *Engine) cloneSeed(vm *VM) cloudinit.Seed {
 	sd := cloudSeed(vm, "", "", e.cfg.DNS)
 	if !vm.Config.NoAgent { // keep the agent's mount and unit, or the new seed would drop them
 		addCloudAgent(&sd)
 	}
-	if err := cloudinit.WriteImage(vm.Disks[i].Path, sd); err != nil {
-		return fmt.Errorf("cloud-init seed of clone %s: %w", vm.Name, err)
-	}
-	return nil
+	return sd
 }

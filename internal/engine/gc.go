@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cocoonstack/cocoon/internal/hypervisor"
 )
 
 // placeholderGrace is how long a creating record may exist before GC treats it as a crash leftover.
@@ -24,7 +27,8 @@ type GCReport struct {
 }
 
 // GC removes what nothing references: image blobs no image, VM or snapshot uses, network
-// leftovers of VMs that are gone, orphan VM directories and crashed creations. It holds the VM
+// leftovers of VMs that are gone, orphan VM directories, crashed creations, and standbys
+// whose hypervisor died or whose snapshot keeps no pool any more. It holds the VM
 // index lock for the whole cycle and skips the cycle if any module is busy (fail closed).
 func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
 	l := e.vms.Lock()
@@ -38,8 +42,20 @@ func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
 	}
 	rep := &GCReport{}
 	now := time.Now()
+	snaps, err := e.snaps.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gc: read snapshots: %w", err)
+	}
+	pooled := map[string]bool{}
+	for _, s := range snaps {
+		pooled[s.ID] = s.Standby != nil
+	}
 	for id, vm := range x.VMs {
-		if vm.State != StateCreating || now.Sub(vm.UpdatedAt) <= placeholderGrace {
+		standby := vm.State == StateStandby && (!pooled[vm.StandbyFor] || !e.alive(vm))
+		if !standby && (vm.State != StateCreating || now.Sub(vm.UpdatedAt) <= placeholderGrace) {
+			continue
+		}
+		if standby && !e.stopOrphanStandby(ctx, vm) {
 			continue
 		}
 		removed, err := e.collectStale(ctx, x, vm)
@@ -98,6 +114,24 @@ func (e *Engine) GC(ctx context.Context) (*GCReport, error) {
 		}
 	}
 	return rep, errors.Join(errs...)
+}
+
+// stopOrphanStandby kills the hypervisor of a standby that is to be collected (a dead one has
+// none), unless a command holds the VM; it reports whether the standby may be collected.
+func (e *Engine) stopOrphanStandby(ctx context.Context, vm *VM) bool {
+	if !e.alive(vm) {
+		return true
+	}
+	b, err := e.backendOf(vm)
+	if err != nil || e.busy(vm.ID) {
+		return false
+	}
+	if err := b.Stop(ctx, vm.ref(), hypervisor.StopOptions{Force: true}); err != nil {
+		slog.Warn("gc: stop orphan standby", "vm", vm.ID, "err", err)
+		return false
+	}
+	e.awaitConsoleRelay(b, vm)
+	return true
 }
 
 // collectStale removes a creating placeholder left by a crash, unless a create still holds it.

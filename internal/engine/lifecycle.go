@@ -189,7 +189,7 @@ func (e *Engine) Stop(ctx context.Context, id string, o StopOptions) (*VM, error
 		if err != nil {
 			return err
 		}
-		if vm.State == StateCreating {
+		if vm.State == StateCreating || vm.State == StateStandby {
 			return checkTransition("stop", vm)
 		}
 		if vm.State != StateRunning && vm.State != StateError {

@@ -54,7 +54,7 @@ func (e *Engine) resumeIfInterrupted(ctx context.Context, id string) {
 // resumeLocked resumes a guest whose pause marker is left, then drops the marker; the caller
 // holds the VM's operation lock. A failed resume keeps the marker for the next command.
 func (e *Engine) resumeLocked(ctx context.Context, vm *VM) {
-	if !isPaused(vm.RunDir) {
+	if !isPaused(vm.RunDir) || vm.State == StateStandby { // a standby's guest stays paused until taken over
 		return
 	}
 	if !e.alive(vm) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -177,8 +178,12 @@ func (e *Engine) alive(vm *VM) bool {
 	return err == nil && vm.PID > 0 && b.Alive(vm.ref())
 }
 
-// ListVMs returns all VMs with their observed state.
-func (e *Engine) ListVMs(ctx context.Context) ([]VM, error) { return e.reconcile(ctx) }
+// ListVMs returns all VMs with their observed state, but standbys: they are their snapshot's
+// (see 'cocoon snapshot standby').
+func (e *Engine) ListVMs(ctx context.Context) ([]VM, error) {
+	all, err := e.reconcile(ctx)
+	return slices.DeleteFunc(all, func(vm VM) bool { return vm.State == StateStandby }), err
+}
 
 // InspectVM returns one VM with its observed state.
 func (e *Engine) InspectVM(ctx context.Context, ref string) (*VM, error) {

@@ -86,7 +86,7 @@ func (e *Engine) Restore(ctx context.Context, vmRef, snapRef string, o RestoreOp
 		if err := swapIn(&next, staging, vm.RunDir); err != nil {
 			return e.markError(ctx, vm, fmt.Errorf("restore %s: %w", vm.Name, err))
 		}
-		if err := e.resumeFrom(ctx, sn, &next, snap, o.OnDemand); err != nil {
+		if err := e.resumeFrom(ctx, sn, &next, snap, resumeOptions{onDemand: o.OnDemand}); err != nil {
 			return e.markError(ctx, vm, fmt.Errorf("restore %s: %w", vm.Name, err))
 		}
 		out = &next

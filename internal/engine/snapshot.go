@@ -213,7 +213,19 @@ func (e *Engine) RemoveSnapshots(ctx context.Context, refs []string) ([]string, 
 	}
 	var done []string
 	for _, id := range ids {
-		if err := e.snaps.Drop(ctx, id); err != nil {
+		// The standbys go first (their pool's lock keeps a refill out); a crash between leaves
+		// standbys of a gone snapshot, which gc collects.
+		err := e.withStandbyLock(ctx, id, func() error {
+			_, stale, err := e.standbys(ctx, id, nil)
+			if err == nil {
+				err = e.removeStandbys(ctx, id, stale)
+			}
+			return err
+		})
+		if err == nil {
+			err = e.snaps.Drop(ctx, id)
+		}
+		if err != nil {
 			return done, err
 		}
 		done = append(done, id)

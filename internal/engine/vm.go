@@ -13,12 +13,16 @@ import (
 type State string
 
 // VM states. creating → created → running → stopped, and error from start/stop failures.
+// A standby is a clone made ahead of demand for a snapshot's standby pool: its hypervisor
+// runs with the guest paused, it is hidden from vm list, and a clone of that snapshot takes it
+// over (standby → running) instead of starting a hypervisor.
 const (
 	StateCreating State = "creating"
 	StateCreated  State = "created"
 	StateRunning  State = "running"
 	StateStopped  State = "stopped"
 	StateError    State = "error"
+	StateStandby  State = "standby"
 )
 
 // transitions is the state machine: which states an operation may start from.
@@ -38,6 +42,8 @@ func checkTransition(op string, vm *VM) error {
 	switch {
 	case vm.State == StateCreating:
 		return fmt.Errorf("VM %s is still being created: wait for it, or remove it with 'cocoon vm rm -f %s'", vm.Name, vm.ID)
+	case vm.State == StateStandby:
+		return fmt.Errorf("VM %s is a standby clone of snapshot %s: 'cocoon vm clone' takes it over", vm.Name, vm.StandbyFor)
 	default:
 		return fmt.Errorf("cannot %s VM %s in state %s", op, vm.Name, vm.State)
 	}
@@ -94,13 +100,15 @@ type VM struct {
 	CidataAttached bool                `json:"cidata_attached,omitempty"`
 	ImageBlobIDs   map[string]struct{} `json:"image_blob_ids,omitempty"`
 	SnapshotIDs    map[string]struct{} `json:"snapshot_ids,omitempty"`
-	RunDir         string              `json:"run_dir"`
-	LogDir         string              `json:"log_dir"`
-	MemoryDir      string              `json:"memory_dir,omitempty"`
-	CreatedAt      time.Time           `json:"created_at"`
-	UpdatedAt      time.Time           `json:"updated_at"`
-	StartedAt      *time.Time          `json:"started_at,omitempty"`
-	StoppedAt      *time.Time          `json:"stopped_at,omitempty"`
+	// StandbyFor is the snapshot whose standby pool holds this VM (state standby only).
+	StandbyFor string     `json:"standby_for,omitempty"`
+	RunDir     string     `json:"run_dir"`
+	LogDir     string     `json:"log_dir"`
+	MemoryDir  string     `json:"memory_dir,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	StoppedAt  *time.Time `json:"stopped_at,omitempty"`
 }
 
 // IPs lists the VM's IPv4 addresses.

@@ -30,7 +30,7 @@ func (e *Engine) WatchVMs(ctx context.Context, interval time.Duration, fn func([
 	const debounce = 200 * time.Millisecond
 	var pending <-chan time.Time
 	for {
-		vms, err := e.reconcile(ctx)
+		vms, err := e.ListVMs(ctx)
 		if err != nil {
 			return err
 		}

@@ -150,6 +150,23 @@ type Snapshot struct {
 	Pending     bool      `json:"pending,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	Manifest    Manifest  `json:"manifest"`
+	// Standby is the snapshot's standby pool: clones kept ready, guest paused, for `vm clone`
+	// to take over. It is this host's, never exported.
+	Standby *StandbyPool `json:"standby,omitempty"`
+}
+
+// StandbyPool is how many standby clones a snapshot keeps, and the clone options they are
+// made with (zero values inherit from the snapshot, as for vm clone). A clone whose options
+// resolve to the same VM configuration takes one.
+type StandbyPool struct {
+	Count      int    `json:"count"`
+	CPU        int    `json:"cpu,omitempty"`
+	Memory     int64  `json:"memory,omitempty"`
+	Storage    int64  `json:"storage,omitempty"`
+	NICs       int    `json:"nics,omitempty"`
+	Network    string `json:"network,omitempty"`
+	Bridge     string `json:"bridge,omitempty"`
+	NoDirectIO bool   `json:"no_direct_io,omitempty"`
 }
 
 type index struct {
@@ -239,6 +256,18 @@ func (s *Store) Drop(ctx context.Context, id string) error {
 			}
 			delete(x.Snapshots, id)
 		}
+		return nil
+	})
+}
+
+// SetStandby records the snapshot's standby pool (nil: none).
+func (s *Store) SetStandby(ctx context.Context, id string, pool *StandbyPool) error {
+	return s.idx.Update(ctx, func(x *index) error {
+		snap, ok := x.Snapshots[id]
+		if !ok {
+			return fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
+		}
+		snap.Standby = pool
 		return nil
 	})
 }

@@ -15,7 +15,7 @@ type VM struct {
 	Hypervisor     string              `json:"hypervisor,omitempty"`
 	State          string              `json:"state"`
 	Config         VMConfig            `json:"config"`
-	PID            int                 `json:"pid"` // of the hypervisor process; 0 unless running (or error with a live one)
+	PID            int                 `json:"pid"` // of the hypervisor process; 0 unless running or standby (or error with a live one)
 	NetworkConfigs []NetworkConfig     `json:"network_configs,omitempty"`
 	StorageConfigs []StorageConfig     `json:"storage_configs,omitempty"`
 	FirstBooted    bool                `json:"first_booted"`
@@ -34,6 +34,8 @@ type VM struct {
 	DiskAIO   string `json:"disk_aio,omitempty"` // io_uring or threads: what the running process uses
 	LastError string `json:"last_error,omitempty"`
 	Agent     string `json:"agent,omitempty"` // guest agent: connected, absent or disabled (vm inspect only)
+	// StandbyFor is the snapshot whose standby pool holds the VM (state standby).
+	StandbyFor string `json:"standby_for,omitempty"`
 }
 
 // VMConfig is what the VM was created with.
@@ -110,11 +112,11 @@ func VMOf(vm *engine.VM) VM {
 		FirstBooted: vm.FirstBooted, SnapshotIDs: vm.SnapshotIDs,
 		CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt, StartedAt: vm.StartedAt, StoppedAt: vm.StoppedAt,
 		BootConfig: vm.Boot, ImageBlobIDs: vm.ImageBlobIDs, RunDir: vm.RunDir, LogDir: vm.LogDir,
-		Accel: vm.Accel, DiskAIO: vm.DiskAIO, LastError: vm.LastError,
+		Accel: vm.Accel, DiskAIO: vm.DiskAIO, LastError: vm.LastError, StandbyFor: vm.StandbyFor,
 	}
 	// An error record names a hypervisor only when reconciliation found one left by an
 	// interrupted command: the user must see which process to expect.
-	if vm.State == engine.StateRunning || vm.State == engine.StateError {
+	if vm.State == engine.StateRunning || vm.State == engine.StateError || vm.State == engine.StateStandby {
 		v.PID = vm.PID
 	}
 	for _, n := range vm.Networks {

@@ -158,6 +158,19 @@ func (e *Env) cleanup() {
 			e.t.Logf("cleanup: rm %s: %v: %s", vm.ID, err, out)
 		}
 	}
+	// Standby clones are hidden from vm list: removing their snapshots removes them (and
+	// waits for a refill in flight).
+	var snaps []struct {
+		ID string `json:"id"`
+	}
+	if out, err := e.cmd(ctx, "snapshot", "list", "-o", "json").Output(); err == nil {
+		_ = json.Unmarshal(out, &snaps)
+	}
+	for _, s := range snaps {
+		if out, err := e.cmd(ctx, "snapshot", "rm", s.ID).CombinedOutput(); err != nil {
+			e.t.Logf("cleanup: snapshot rm %s: %v: %s", s.ID, err, out)
+		}
+	}
 	KillProcessesMatching(e.RunDir)
 	os.RemoveAll(e.MemDir)
 }
