@@ -83,9 +83,12 @@ func (a *app) snapshotStandby() *cobra.Command {
 	return cmd
 }
 
+// maxRefillLog bounds the refill log: it starts over once larger.
+const maxRefillLog = 1 << 20
+
 // refillStandby starts `cocoon snapshot standby --refill SNAPSHOT` detached, with this
-// command's global flags, its output appended to standby-refill.log in the log dir: the
-// clone that took a standby over returns without waiting for its replacement.
+// command's global flags, its output appended to standby-refill.log in the log dir (kept under
+// maxRefillLog): the clone that took a standby over returns without waiting for its replacement.
 func (a *app) refillStandby(cmd *cobra.Command) func(string) {
 	return func(snapID string) {
 		args := []string{}
@@ -97,7 +100,11 @@ func (a *app) refillStandby(cmd *cobra.Command) func(string) {
 		})
 		args = append(args, "snapshot", "standby", "--refill", snapID)
 		logPath := filepath.Join(a.cfg.LogDir, "standby-refill.log")
-		logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		if st, err := os.Stat(logPath); err == nil && st.Size() > maxRefillLog {
+			flags |= os.O_TRUNC
+		}
+		logf, err := os.OpenFile(logPath, flags, 0o600)
 		if err != nil {
 			slog.Warn("standby pool not refilled", "snapshot", snapID, "err", err)
 			return

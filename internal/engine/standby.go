@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cocoonstack/cocoon/internal/crashpoint"
 	"github.com/cocoonstack/cocoon/internal/hypervisor"
 	"github.com/cocoonstack/cocoon/internal/snapshot"
 	"github.com/cocoonstack/cocoon/internal/store"
@@ -18,6 +19,10 @@ import (
 // configuration takes one over: rename, record running, resume. A cold clone cannot be faster
 // than its hypervisor's start (QEMU answers QMP ~70 ms after exec here); a take-over is one
 // index write and one QMP command. The pool is refilled afterwards, off the clone's path.
+
+// CrashTakenOver is the crash point between recording a taken-over standby running and
+// resuming its guest.
+const CrashTakenOver = "standby-taken-over"
 
 // MaxStandby bounds a snapshot's pool: each standby holds a hypervisor and its memory.
 const MaxStandby = 64
@@ -268,6 +273,7 @@ func (e *Engine) takeOver(ctx context.Context, id, snapID string, sn hypervisor.
 	if err != nil {
 		return nil, err
 	}
+	crashpoint.At(CrashTakenOver)
 	if name != "" && name != sb.Name {
 		err = e.renameCidata(&vm)
 	}

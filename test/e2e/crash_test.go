@@ -79,6 +79,11 @@ func TestCrashInjection(t *testing.T) {
 		}, args: func(int) []string { return []string{"image", "pull", ref} }},
 		{name: "image import", args: func(i int) []string { return []string{"image", "import", fmt.Sprintf("imp%d", i), imageTar} }},
 		{name: "snapshot import", args: func(i int) []string { return []string{"snapshot", "import", "--name", fmt.Sprintf("i%d", i), archive} }},
+		{name: "snapshot standby", args: func(int) []string { return []string{"snapshot", "standby", "bs", "1"} }},
+		{name: "vm clone (standby)", prep: func(int) []string {
+			env.MustRun("snapshot", "standby", "bs", "1")
+			return nil
+		}, args: func(i int) []string { return []string{"vm", "clone", "--name", fmt.Sprintf("c%d", i), "bs"} }},
 	}
 	killed := 0
 	for i := range n {
@@ -188,7 +193,60 @@ func listVMs(t *testing.T, env *harness.Env) []listedVM {
 			vms[i].Networks = append(vms[i].Networks, struct{ IP string }{ip})
 		}
 	}
-	return vms
+	return append(vms, standbyVMs(t, env)...)
+}
+
+// standbyVMs reads the standby records, which vm list hides, from the VM index.
+func standbyVMs(t *testing.T, env *harness.Env) []listedVM {
+	t.Helper()
+	var x struct {
+		VMs map[string]struct {
+			Name     string            `json:"name"`
+			State    string            `json:"state"`
+			PID      int               `json:"pid"`
+			RunDir   string            `json:"run_dir"`
+			Networks []json.RawMessage `json:"network_configs"`
+		} `json:"vms"`
+	}
+	data, err := os.ReadFile(filepath.Join(env.Root, "vm", "db", "vms.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &x)
+	}
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatalf("VM index: %v", err)
+	}
+	var out []listedVM
+	for id, r := range x.VMs {
+		if r.State == "standby" {
+			vm := listedVM{ID: id, Name: r.Name, State: r.State, RunDir: r.RunDir, PID: r.PID}
+			vm.Networks = make([]struct{ IP string }, len(r.Networks))
+			out = append(out, vm)
+		}
+	}
+	return out
+}
+
+// waitRefills waits for the pool refills a take-over started detached (they inherit the crash
+// point, so one may itself be killed mid-way) to end, so that the checks see a settled state.
+func waitRefills(t *testing.T, env *harness.Env) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		busy := false
+		entries, _ := os.ReadDir("/proc")
+		for _, en := range entries {
+			raw, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+			cmd := string(raw)
+			busy = busy || err == nil && strings.Contains(cmd, env.Config) && strings.Contains(cmd, "--refill")
+		}
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a standby refill still runs after 3 min")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // hypervisors maps the PIDs of QEMU processes of this env to their command lines.
@@ -234,7 +292,7 @@ func checkTruthful(t *testing.T, env *harness.Env, vms []listedVM) {
 		for pid, cmd := range procs {
 			if strings.Contains(cmd, vm.RunDir+"/") {
 				running = true
-				if listed := vm.State == "running" || vm.State == "error"; listed && pid != vm.PID {
+				if listed := vm.State == "running" || vm.State == "error" || vm.State == "standby"; listed && pid != vm.PID {
 					t.Errorf("VM %s is listed with pid %d but its hypervisor is pid %d", vm.Name, vm.PID, pid)
 				}
 				delete(procs, pid)
@@ -243,7 +301,7 @@ func checkTruthful(t *testing.T, env *harness.Env, vms []listedVM) {
 		// A record still being created may have its hypervisor already (clone resumes it as
 		// its last step); rm must stop it, which checkNoOrphans proves. A hypervisor launched
 		// by an interrupted command is shown in state error with its pid.
-		listed := vm.State == "running" || vm.State == "error" && vm.PID > 0
+		listed := vm.State == "running" || vm.State == "standby" || vm.State == "error" && vm.PID > 0
 		if running != listed && vm.State != "creating" {
 			files, _ := os.ReadDir(vm.RunDir)
 			var names []string
@@ -262,17 +320,21 @@ func checkTruthful(t *testing.T, env *harness.Env, vms []listedVM) {
 // made (the VM must be removable), runs gc and checks that nothing is left that no record owns.
 func checkAfterCrash(t *testing.T, env *harness.Env, h *harness.HostNet, ref string, baseVMs, seen map[string]bool) {
 	t.Helper()
+	waitRefills(t, env)
 	checkIndexes(t, env)
 	vms := listVMs(t, env)
 	checkTruthful(t, env, vms)
 	for _, vm := range vms {
 		seen[vm.ID] = true
-		if !baseVMs[vm.ID] {
+		if !baseVMs[vm.ID] && vm.State != "standby" {
 			if r := env.Run("vm", "rm", "--force", vm.ID); r.Err != nil {
 				t.Errorf("interrupted VM %s (%s) cannot be removed: %s", vm.Name, vm.State, r.Stderr)
 			}
 		}
 	}
+	// Removing the pool removes the standbys, after waiting for a refill that a take-over
+	// started (detached, it outlives the kill).
+	env.MustRun("snapshot", "standby", "bs", "0")
 	for _, name := range snapshotNames(t, env) {
 		if name != "bs" {
 			if r := env.Run("snapshot", "rm", name); r.Err != nil {
@@ -322,7 +384,7 @@ func checkNoOrphans(t *testing.T, env *harness.Env, h *harness.HostNet, seen map
 	for _, dir := range []string{env.RunDir, env.LogDir, env.MemDir} {
 		entries, _ := os.ReadDir(dir)
 		for _, en := range entries {
-			if !live[en.Name()] {
+			if !live[en.Name()] && !(dir == env.LogDir && en.Name() == "standby-refill.log") {
 				t.Errorf("%s/%s belongs to no VM", dir, en.Name())
 			}
 		}

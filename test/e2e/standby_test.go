@@ -183,3 +183,44 @@ func TestStandbyPool(t *testing.T) {
 	env.MustRun("vm", "rm", "--force", "src", "a", "b")
 	assertNoLeaks(t, h, gone...)
 }
+
+// A clone killed between recording a taken-over standby running and resuming its guest leaves
+// a running record whose guest is paused; the next command that finds the VM's lock free (here
+// vm list) resumes it, and the pool can be filled again.
+func TestCrashDuringStandbyTakeOver(t *testing.T) {
+	harness.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4")
+	env := harness.NewEnv(t)
+	ref := pullTiny(t, env)
+	env.MustRun("vm", "run", "--name", "src", "--nics", "0", "--cpu", "1", "--memory", "512M", ref)
+	env.WaitConsole(env.Inspect("src"), "COCOON-READY", bootTimeout)
+	env.MustRun("snapshot", "save", "--name", "s1", "src")
+	env.MustRun("snapshot", "standby", "s1", "1")
+	st := standbyOf(t, env, "s1")
+
+	c := env.Cmd(t.Context(), "vm", "clone", "--name", "a", "s1")
+	c.Env = append(c.Env, "COCOON_CRASH_AT=standby-taken-over")
+	out, err := c.CombinedOutput()
+	if ws, _ := c.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("vm clone was not killed at the take-over point (err %v):\n%s", err, out)
+	}
+	r := env.Run("vm", "list")
+	if r.Err != nil || !strings.Contains(r.Stderr, "resumed guest left paused") {
+		t.Fatalf("vm list after the crash did not resume the guest (%v):\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+	a := env.Inspect("a")
+	if a.ID != st.Ready[0] || a.State != "running" {
+		t.Fatalf("clone a is %s (%s), want the standby %s running", a.ID, a.State, st.Ready[0])
+	}
+	con := env.AttachConsole("a")
+	pos := con.Prompt("tiny#", time.Minute)
+	con.Send("echo alive-$((6*7))\r")
+	con.Expect(pos, "alive-42", time.Minute)
+	con.Send("\x1d.")
+	_ = con.Wait(30 * time.Second)
+	// No refill ran (the clone died first); setting the pool again fills it.
+	if got := standbyOf(t, env, "s1"); len(got.Ready) != 0 {
+		t.Fatalf("pool after the crash: %v", got.Ready)
+	}
+	env.MustRun("snapshot", "standby", "s1", "1")
+	waitStandby(t, env, "s1", 1)
+}
