@@ -44,12 +44,18 @@ func (w *waker) wake() {
 	w.mu.Unlock()
 }
 
+// safetyWake wakes idle ports now and then in case a wake-up was lost: a port whose host
+// connected while no SIGIO could be sent would otherwise wait for the next one. It is slow on
+// purpose: every wake-up of an idle guest costs emulated CPU under TCG, and memory in each
+// clone of a snapshot of it (pages the guest writes are copied for that clone).
+const safetyWake = 30 * time.Second
+
 func serveSerial() {
 	w := &waker{ch: make(chan struct{})}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGIO)
 	go func() {
-		tick := time.NewTicker(time.Second)
+		tick := time.NewTicker(safetyWake)
 		for {
 			select {
 			case <-sig:
@@ -58,16 +64,21 @@ func serveSerial() {
 			w.wake()
 		}
 	}()
+	// Ports are fixed at boot, but virtio_console may probe them after the agent starts: scan
+	// until two scans in a row find the same ports, then stop.
 	serving := map[string]bool{}
-	for {
-		// Ports are fixed at boot but virtio_console may probe after we start.
-		for name, dev := range findPorts() {
+	for prev := -1; ; time.Sleep(2 * time.Second) {
+		found := findPorts()
+		for name, dev := range found {
 			if !serving[name] {
 				serving[name] = true
 				go servePort(name, dev, w)
 			}
 		}
-		time.Sleep(2 * time.Second)
+		if len(found) > 0 && len(found) == prev {
+			select {}
+		}
+		prev = len(found)
 	}
 }
 
@@ -105,6 +116,11 @@ func servePort(name, dev string, w *waker) {
 		}
 		if err != nil {
 			log.Printf("%s: no SIGIO (%v), polling each second", dev, err)
+			go func() {
+				for range time.Tick(time.Second) {
+					w.wake()
+				}
+			}()
 		}
 	}
 	log.Printf("serving %s on %s", name, dev)

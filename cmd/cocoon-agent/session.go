@@ -131,7 +131,17 @@ func serveStream(name string, r io.Reader, w io.Writer, wake *waker) {
 				cur.abort()
 				cur = nil
 			}
-			<-next
+			if cur == nil {
+				<-next
+				continue
+			}
+			// The session ends when the port stays disconnected hostGoneAfter.
+			t := time.NewTimer(hostGoneAfter - time.Since(gone))
+			select {
+			case <-next:
+			case <-t.C:
+			}
+			t.Stop()
 			continue
 		}
 		gone = time.Time{}

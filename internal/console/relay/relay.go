@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -244,6 +245,9 @@ func runFromEnv() int {
 	_, _ = io.WriteString(ready, readyOK)
 	_ = ready.Close()
 	ready = nil
+	// The relay is the cocoon binary re-executed: every package's initialisation ran, and
+	// its garbage would stay resident for the VM's life, in every VM.
+	debug.FreeOSMemory()
 	if err := r.run(); err != nil {
 		fmt.Fprintln(os.Stderr, err) // stderr is /dev/null unless a caller chose otherwise
 		return 1
