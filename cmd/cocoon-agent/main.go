@@ -39,6 +39,7 @@ func main() {
 	// Transfers allocate a frame's worth per frame and the live heap is small: collecting at
 	// 4x it instead of 2x halves the GC work, which is dear under TCG, for a few MiB more.
 	debug.SetGCPercent(400)
+	syncClock() // an agent that starts in a clone starts with the snapshot's clock
 	go serveVsock()
 	serveSerial()
 }

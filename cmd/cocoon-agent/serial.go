@@ -61,6 +61,7 @@ func serveSerial() {
 			case <-sig:
 			case <-tick.C:
 			}
+			syncClock() // before the ports read what a connecting host sends
 			w.wake()
 		}
 	}()

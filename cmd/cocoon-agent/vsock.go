@@ -34,6 +34,7 @@ func serveVsock() {
 			log.Printf("vsock accept: %v", err)
 			continue
 		}
+		syncClock()
 		c := os.NewFile(uintptr(cfd), "vsock")
 		go func() {
 			defer c.Close()

@@ -106,12 +106,12 @@ func (e *Engine) StandbyOf(ctx context.Context, ref string) (*StandbyStatus, err
 // fillLocked runs under the pool's lock, so only leftovers of a crashed fill are in state creating.
 func (e *Engine) fillLocked(ctx context.Context, snapID string) (*StandbyStatus, error) {
 	snap, err := e.snaps.Resolve(ctx, snapID)
-	if errors.Is(err, snapshot.ErrNotFound) {
-		_, stale, err := e.standbys(ctx, snapID, nil)
-		if err == nil {
-			err = e.removeStandbys(ctx, snapID, stale)
+	if errors.Is(err, snapshot.ErrNotFound) { // removed meanwhile: so are its standbys
+		_, stale, serr := e.standbys(ctx, snapID, nil)
+		if serr == nil {
+			serr = e.removeStandbys(ctx, snapID, stale)
 		}
-		return nil, err
+		return nil, errors.Join(err, serr)
 	}
 	if err != nil {
 		return nil, err

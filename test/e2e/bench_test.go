@@ -229,3 +229,30 @@ func cloneFromStandby(b *testing.B, env *harness.Env, snap string) time.Duration
 	env.MustRun("snapshot", "standby", snap, "0")
 	return median(runs)
 }
+
+// BenchmarkSnapshotSave: save time against the memory the guest touched.
+func BenchmarkSnapshotSave(b *testing.B) {
+	harness.Require(b, "qemu-system-x86_64", "mkfs.erofs")
+	env := harness.NewEnv(b)
+	layout := harness.RequireImage(b, "tiny")
+	ref := harness.NewRegistry(b).PushLayout(layout, "cocoon/tiny:1")
+	env.MustRun("image", "pull", ref)
+	env.MustRun("vm", "run", "--name", "s", "--nics", "0", "--cpu", "1", "--memory", "1G", ref)
+	vm := env.Inspect("s")
+	env.WaitConsole(vm, "COCOON-READY", 5*time.Minute)
+	touched := 0
+	for _, mb := range []int{0, 256} {
+		if mb > touched {
+			c := env.AttachConsole("s")
+			pos := c.Prompt("tiny# ", time.Minute)
+			c.Send(fmt.Sprintf("dd if=/dev/urandom of=/tmp/fill bs=1M count=%d && echo FILLED-$((1+1))\r", mb-touched))
+			c.Expect(pos, "FILLED-2", 10*time.Minute)
+			c.Send("\r\x1d.")
+			_ = c.Wait(15 * time.Second)
+			touched = mb
+		}
+		t0 := time.Now()
+		env.MustRun("snapshot", "save", "--name", fmt.Sprintf("t%d", mb), "s")
+		b.ReportMetric(time.Since(t0).Seconds(), fmt.Sprintf("save-s-after-%dMiB", mb))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,7 +90,7 @@ func TestStandbyPool(t *testing.T) {
 	env.MustFail("standby clone of snapshot", "vm", "stop", sb.ID)
 	// The guest is paused: its counter (running in the snapshot) prints nothing more.
 	paused := len(counters(env.ConsoleLog(sb)))
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * time.Second)
 	if n := len(counters(env.ConsoleLog(sb))); n != paused {
 		t.Fatalf("standby guest ran: %d counter lines, then %d", paused, n)
 	}
@@ -118,6 +119,13 @@ func TestStandbyPool(t *testing.T) {
 	}
 	if res, err := h.Exec("ping", "-c", "3", "-W", "5", n.IP); err != nil {
 		t.Fatalf("ping taken-over clone at %s: %v\n%s", n.IP, err, res)
+	}
+	// The guest clock stood still while the standby waited (and since the snapshot); the agent
+	// sets it from the RTC, which follows the host's.
+	waitAgent(t, env, "a", 2*time.Minute)
+	guest, err := strconv.ParseInt(strings.TrimSpace(env.MustRun("vm", "exec", "a", "--", "date", "+%s")), 10, 64)
+	if skew := time.Now().Unix() - guest; err != nil || skew < -3 || skew > 3 {
+		t.Fatalf("taken-over guest's clock is %ds off the host's (%v)", skew, err)
 	}
 
 	// The pool refills in the background; a clone that fails (name taken) takes nothing.
