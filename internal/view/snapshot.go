@@ -33,6 +33,8 @@ type Snapshot struct {
 	MaxCPU   int    `json:"max_cpu,omitempty"`
 	Accel    string `json:"accel,omitempty"`
 	Platform string `json:"platform,omitempty"` // the VM's; a clone runs on the same
+	// Standby is the snapshot's standby pool (`snapshot standby`): its count and clone options.
+	Standby *snapshot.StandbyPool `json:"standby,omitempty"`
 }
 
 // SnapshotOf builds the snapshot object of a record.
@@ -41,7 +43,8 @@ func SnapshotOf(s *snapshot.Snapshot) Snapshot {
 	v := Snapshot{ID: s.ID, Name: s.Name, Description: s.Description, Image: m.Image, ImageDigest: m.ImageDigest,
 		ImageType: m.ImageKind, Hypervisor: m.Hypervisor, CPU: m.CPU, Memory: m.Memory, Storage: m.Storage, NICs: m.NICs,
 		QueueSize: m.QueueSize, DiskQueueSize: m.DiskQueueSize, Network: m.Network, NoDirectIO: m.NoDirectIO,
-		Windows: m.Windows, CreatedAt: s.CreatedAt, SourceVM: s.SourceVM, MaxCPU: m.MaxCPU, Accel: m.Accel, Platform: m.Platform}
+		Windows: m.Windows, CreatedAt: s.CreatedAt, SourceVM: s.SourceVM, MaxCPU: m.MaxCPU, Accel: m.Accel, Platform: m.Platform,
+		Standby: s.Standby}
 	if len(m.ImageBlobIDs) > 0 {
 		v.ImageBlobIDs = map[string]struct{}{}
 		for _, id := range m.ImageBlobIDs {

@@ -39,7 +39,7 @@ type crashOp struct {
 
 func TestCrashInjection(t *testing.T) {
 	env, h, ref := netEnv(t, 81)
-	n, seed := envInt("COCOON_CRASH_INJECTIONS", 30), envInt("COCOON_CRASH_SEED", 1)
+	n, seed := envInt("COCOON_CRASH_INJECTIONS", 110), envInt("COCOON_CRASH_SEED", 1)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	t.Logf("crash injection: %d injections, seed %d", n, seed)
 

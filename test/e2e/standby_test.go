@@ -82,6 +82,9 @@ func TestStandbyPool(t *testing.T) {
 		t.Fatalf("snapshot standby printed %q", out)
 	}
 	st := standbyOf(t, env, "s1")
+	if inspect := env.MustRun("snapshot", "inspect", "s1"); !strings.Contains(inspect, `"standby": {`) {
+		t.Fatalf("snapshot inspect does not show the pool:\n%s", inspect)
+	}
 	list := env.MustRun("vm", "list")
 	sb := env.Inspect(st.Ready[0])
 	if sb.State != "standby" || sb.PID == 0 || strings.Contains(list, st.Ready[0]) || strings.Contains(list, st.Ready[1]) {
