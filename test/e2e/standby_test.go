@@ -47,11 +47,12 @@ func waitStandby(t testing.TB, env *harness.Env, snap string, n int) standbyStat
 	}
 }
 
-// waitProcessGone waits for pid to exit (a killed hypervisor is reaped by init).
+// waitProcessGone waits for pid to exit (processGone: a zombie counts as gone) and fails the
+// test if it does not within 20 s; waitGone only waits.
 func waitProcessGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
+	for !processGone(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d still running", pid)
 		}
